@@ -1,0 +1,115 @@
+//! `cargo xtask bench`: runs the criterion benches and prints a markdown
+//! table per group: mean time per iteration, what each entry adds over the
+//! group's `bare` entry (no wrapper), and that overhead as a multiple of
+//! keel's (the entry named `keel`), all from the same run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::cmd::{cargo, root, status};
+
+struct Result {
+    function: String,
+    mean_ns: f64,
+}
+
+pub(crate) fn run(extra: &[String]) -> std::result::Result<(), String> {
+    let started = SystemTime::now();
+    let mut args = vec!["bench", "-p", "keel-benches", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    status(cargo(&args))?;
+    let dir = target_dir().join("criterion");
+    let mut groups: BTreeMap<String, Vec<Result>> = BTreeMap::new();
+    collect(&dir, started, &mut groups)?;
+    if groups.is_empty() {
+        return Err(format!(
+            "no fresh criterion results under {}",
+            dir.display()
+        ));
+    }
+    for (group, results) in &groups {
+        print_table(group, results);
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Finds every `new/benchmark.json` written since `since`.
+fn collect(
+    dir: &Path,
+    since: SystemTime,
+    groups: &mut BTreeMap<String, Vec<Result>>,
+) -> std::result::Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let bench = path.join("new").join("benchmark.json");
+        let estimates = path.join("new").join("estimates.json");
+        let fresh = std::fs::metadata(&estimates)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        if fresh {
+            let meta = read_json(&bench)?;
+            let est = read_json(&estimates)?;
+            let group = meta["group_id"].as_str().unwrap_or("?").to_string();
+            let mut function = meta["function_id"].as_str().unwrap_or("").to_string();
+            if let Some(v) = meta["value_str"].as_str() {
+                function = format!("{function}/{v}");
+            }
+            let mean_ns = est["mean"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+            groups
+                .entry(group)
+                .or_default()
+                .push(Result { function, mean_ns });
+        } else {
+            collect(&path, since, groups)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> std::result::Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn print_table(group: &str, results: &[Result]) {
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.function == name)
+            .map(|r| r.mean_ns)
+    };
+    let bare = find("bare");
+    let keel_added = find("keel").zip(bare).map(|(k, b)| k - b);
+    println!("\n### {group}\n");
+    println!("| entry | ns / call | added vs bare (ns) | added, × keel |");
+    println!("|---|---:|---:|---:|");
+    let mut sorted: Vec<&Result> = results.iter().collect();
+    sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));
+    for r in sorted {
+        let added = bare.map(|b| r.mean_ns - b);
+        let added_str = added.map_or("-".into(), |a| format!("{a:.1}"));
+        let times = match (added, keel_added) {
+            (Some(a), Some(k)) if k > 0.0 && r.function != "bare" => format!("{:.2}", a / k),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {:.1} | {} | {} |",
+            r.function, r.mean_ns, added_str, times
+        );
+    }
+}

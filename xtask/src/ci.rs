@@ -1,0 +1,142 @@
+//! `cargo xtask ci`: the checks CI runs, each reported with its time.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::cmd::{cargo, output, root, status};
+
+/// The directory cargo-deny 0.20 derives from the default advisory-db URL.
+const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
+
+type Step = fn() -> Result<(), String>;
+
+pub(crate) fn run() -> Result<(), String> {
+    let steps: [(&str, Step); 6] = [
+        ("fmt", fmt),
+        ("clippy", clippy),
+        ("standalone", standalone),
+        ("test", test),
+        ("doc", doc),
+        ("deny", deny),
+    ];
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (name, step) in steps {
+        let t = Instant::now();
+        let result = step();
+        let secs = t.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => println!("xtask ci: {name:<10} ok     {secs:7.1}s"),
+            Err(e) => {
+                println!("xtask ci: {name:<10} FAILED {secs:7.1}s  {e}");
+                failed.push(name);
+            }
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        println!("xtask ci: all steps passed in {total:.1}s");
+        Ok(())
+    } else {
+        Err(format!("failed steps: {} ({total:.1}s)", failed.join(", ")))
+    }
+}
+
+fn fmt() -> Result<(), String> {
+    status(cargo(&["fmt", "--all", "--", "--check"]))
+}
+
+fn clippy() -> Result<(), String> {
+    status(cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// keel-breaker alone: no keel crate and no tokio in its normal tree, and it
+/// builds clean without default features.
+fn standalone() -> Result<(), String> {
+    let out = output(cargo(&[
+        "tree",
+        "-p",
+        "keel-breaker",
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]))?;
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let offenders: Vec<&str> = tree
+        .lines()
+        .filter(|line| {
+            let name = line.split_whitespace().next().unwrap_or("");
+            (name.starts_with("keel") && name != "keel-breaker") || name.starts_with("tokio")
+        })
+        .collect();
+    if !offenders.is_empty() {
+        return Err(format!(
+            "keel-breaker without default features must not depend on: {}",
+            offenders.join(", ")
+        ));
+    }
+    status(cargo(&[
+        "clippy",
+        "-p",
+        "keel-breaker",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn test() -> Result<(), String> {
+    status(cargo(&["test", "--workspace", "--all-features"]))
+}
+
+fn doc() -> Result<(), String> {
+    let mut cmd = cargo(&["doc", "--workspace", "--no-deps", "--all-features"]);
+    cmd.env("RUSTDOCFLAGS", "-D warnings");
+    status(cmd)
+}
+
+fn deny() -> Result<(), String> {
+    install_advisory_db()?;
+    status(cargo(&["deny", "--offline", "check"]))
+}
+
+/// These machines cannot fetch the advisory database: install the snapshot
+/// from `../shared/advisory-db` when no database is there yet (a newer one
+/// is never replaced).
+fn install_advisory_db() -> Result<(), String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let db = cargo_home.join("advisory-dbs").join(ADVISORY_DB_DIR);
+    if db.join(".git").exists() {
+        return Ok(());
+    }
+    let shared = std::env::var_os("KEEL_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("..").join("shared"));
+    let bundle = shared.join("advisory-db").join("advisory-db.bundle");
+    if !bundle.exists() {
+        return Err(format!(
+            "no advisory database at {} and no snapshot at {} (set KEEL_SHARED_DIR)",
+            db.display(),
+            bundle.display()
+        ));
+    }
+    let mut clone = Command::new("git");
+    clone.arg("clone").arg("-q").arg(&bundle).arg(&db);
+    output(clone).map(drop)
+}

@@ -1,0 +1,36 @@
+//! Project chores, run as `cargo xtask <task>`:
+//!
+//! - `ci`: every check CI runs, one line per step with its time.
+//! - `bench`: the benchmarks, then a markdown table of the results.
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports to the terminal"
+)]
+
+mod bench;
+mod ci;
+mod cmd;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
+        Some("bench") => bench::run(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n  ci      fmt, clippy, standalone check, tests, docs, cargo-deny\n  bench   run the benchmarks and print a markdown table (extra args go to criterion)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
