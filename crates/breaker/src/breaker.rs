@@ -933,7 +933,10 @@ impl Shared {
         let grown = base.as_secs_f64() * backoff.multiplier.powi(exponent);
         let capped = grown.min(backoff.max.as_secs_f64());
         let jitter = backoff.jitter * unit_interval(&mut tr.rng);
-        Duration::try_from_secs_f64(capped * (1.0 - jitter)).unwrap_or(backoff.max)
+        // Whole microseconds: float noise must not turn 21 ms into 21 ms + 1 ns.
+        // (A float-to-int `as` saturates, and NaN cannot arise from validated inputs.)
+        let micros = (capped * (1.0 - jitter) * 1e6).round() as u64;
+        Duration::from_micros(micros).min(backoff.max)
     }
 
     fn emit_transition(&self, from: State, to: State) {
