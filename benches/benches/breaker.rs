@@ -6,7 +6,7 @@
 //! - `breaker call, N task(s)`: the closure/future APIs (`bare` = no wrapper).
 //! - `breaker tower, N task(s)`: tower layers (`bare` = the service alone).
 //! - `breaker reject`: a rejected call (Open, ForcedOpen) next to a
-//!   successful one.
+//!   successful one, and the anchors' rejections.
 //!
 //! With 2 tasks, both run on a 2-worker runtime against one shared breaker;
 //! the time per call is the slower task's time divided by its calls.
@@ -224,6 +224,36 @@ fn rejection(c: &mut Criterion) {
     let forced = keel_breaker();
     forced.force_open();
     bench(&mut g, &rt, 1, "keel rejected (forced open)", Keel(forced));
+
+    let policy = failsafe::failure_policy::consecutive_failures(
+        1,
+        failsafe::backoff::constant(Duration::from_secs(3600)),
+    );
+    let failsafe_open = failsafe::Config::new().failure_policy(policy).build();
+    let _ = failsafe::CircuitBreaker::call(&failsafe_open, || Err::<(), ()>(()));
+    assert!(!failsafe::CircuitBreaker::is_call_permitted(&failsafe_open));
+    bench(
+        &mut g,
+        &rt,
+        1,
+        "failsafe rejected (open)",
+        Failsafe(failsafe_open),
+    );
+
+    let recloser_open = recloser::Recloser::custom()
+        .closed_len(1)
+        .open_wait(Duration::from_secs(3600))
+        .build();
+    for _ in 0..2 {
+        let _ = recloser_open.call(|| Err::<(), ()>(()));
+    }
+    bench(
+        &mut g,
+        &rt,
+        1,
+        "recloser rejected (open)",
+        Recloser(Arc::new(recloser_open.into())),
+    );
     g.finish();
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - `ci`: every check CI runs, one line per step with its time.
 //! - `bench`: the benchmarks, then a markdown table of the results.
+#![forbid(unsafe_code)]
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,

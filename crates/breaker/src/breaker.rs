@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     max_wait_nanos: u64,
     config: BreakerConfig,
     base: Instant,
+    /// `base` on the clock's coarse timeline, if it has one.
+    base_coarse: Option<u64>,
     clock: Arc<dyn Clock>,
     observer: Option<DynObserver>,
     external: Option<Mutex<Box<dyn ExternalPolicy>>>,
@@ -381,6 +383,7 @@ impl BreakerBuilder {
         let clock_in_closed = slow_threshold_nanos.is_some()
             || window.as_ref().is_some_and(SlidingWindow::needs_clock);
         let base = self.clock.now();
+        let base_coarse = self.clock.coarse().map(|c| c.nanos());
         let seed = self
             .seed
             .unwrap_or_else(|| RandomState::new().hash_one(base));
@@ -396,6 +399,7 @@ impl BreakerBuilder {
                 slow_threshold_nanos,
                 max_wait_nanos: nanos(config.half_open.max_wait),
                 base,
+                base_coarse,
                 clock: self.clock,
                 observer: self.observer.map(DynObserver),
                 external: self.external.map(Mutex::new),
@@ -590,7 +594,28 @@ impl Shared {
         if word.is_closed() {
             return Ok(self.closed_ticket(word));
         }
+        if word.state() == State::Open
+            && let Some(remaining) = self.open_for_sure()
+        {
+            return Err(self.reject(State::Open, Some(Duration::from_nanos(remaining))));
+        }
         self.acquire_slow(word)
+    }
+
+    /// While Open: the time left, if a coarse reading proves the deadline is
+    /// still ahead, so that a rejection needs no precise clock read.
+    #[inline]
+    fn open_for_sure(&self) -> Option<u64> {
+        let base = self.base_coarse?;
+        let reading = self.clock.coarse()?;
+        let until = self.open_until.load(Ordering::Acquire);
+        // The reading and `base` each lag the precise clock by at most `lag`,
+        // so `elapsed` is within `lag` of the precise elapsed time.
+        let elapsed = reading.nanos().checked_sub(base)?;
+        let lag = nanos(reading.max_lag());
+        let latest = elapsed.checked_add(lag)?;
+        // Well before the deadline, report the least time that can be left.
+        (latest.checked_add(lag)? < until).then(|| until - latest)
     }
 
     #[inline]
@@ -654,7 +679,7 @@ impl Shared {
         }
     }
 
-    #[cold]
+    #[inline]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.counters.add(Counter::Rejections);
         if let Some(observer) = &self.observer {
@@ -1232,6 +1257,79 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(events[0].contains("Transition") && events[0].contains("Open"));
         assert!(events[1].contains("Rejected") && events[1].contains("\"db\""));
+    }
+
+    /// A manual clock whose coarse reading is the precise time rounded down
+    /// to 4 ms ticks, like `CLOCK_MONOTONIC_COARSE`.
+    #[derive(Debug, Clone)]
+    struct TickingClock(ManualClock, Instant);
+
+    impl Clock for TickingClock {
+        fn now(&self) -> Instant {
+            self.0.now()
+        }
+        fn coarse(&self) -> Option<crate::CoarseReading> {
+            let tick = 4_000_000;
+            let nanos = nanos(self.0.now() - self.1) / tick * tick;
+            Some(crate::CoarseReading::new(nanos, Duration::from_nanos(tick)))
+        }
+    }
+
+    #[test]
+    fn coarse_rejections_never_outlast_the_deadline() {
+        let manual = ManualClock::new();
+        let clock = TickingClock(manual.clone(), manual.now());
+        manual.advance(Duration::from_millis(3)); // base lags by 3 ms on the coarse timeline
+        let b = CircuitBreaker::builder(
+            BreakerConfig::default()
+                .with_consecutive_failures(Some(1))
+                .with_open_duration(Duration::from_millis(100)),
+        )
+        .clock(clock)
+        .build()
+        .unwrap();
+        fail(&b, 1);
+        let mut step = 0;
+        loop {
+            match b.try_acquire() {
+                Err(r) => {
+                    assert!(
+                        step < 100,
+                        "still rejected {step} ms into a 100 ms open period"
+                    );
+                    let after = r.retry_after().unwrap();
+                    let exact = Duration::from_millis(100 - step);
+                    assert!(after <= exact, "{after:?} overstates {exact:?}");
+                    assert!(
+                        exact - after <= Duration::from_millis(8),
+                        "{after:?} vs {exact:?}"
+                    );
+                }
+                Ok(p) => {
+                    assert_eq!(step, 100, "admitted early");
+                    assert!(p.is_trial());
+                    break;
+                }
+            }
+            manual.advance(Duration::from_millis(1));
+            step += 1;
+        }
+    }
+
+    #[test]
+    fn system_clock_rejections_report_retry_after() {
+        let b = CircuitBreaker::new(
+            BreakerConfig::default()
+                .with_consecutive_failures(Some(1))
+                .with_open_duration(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        fail(&b, 1);
+        let after = b.try_acquire().unwrap_err().retry_after().unwrap();
+        assert!(
+            after <= Duration::from_secs(3600) && after > Duration::from_secs(3500),
+            "{after:?}"
+        );
     }
 
     #[test]

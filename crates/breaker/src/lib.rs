@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Only `clock::coarse` allows unsafe code, and says why.
+#![deny(unsafe_code)]
 
 mod breaker;
 mod call;
@@ -22,7 +24,7 @@ pub use call::CallError;
 pub use classify::{Classify, DefaultClassifier, Outcome};
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseReading, ManualClock, SystemClock};
 pub use config::{
     BreakerConfig, ConfigError, HalfOpenConfig, MAX_HALF_OPEN_CALLS, OpenBackoff, Window,
 };
