@@ -8,9 +8,10 @@
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Waker};
-use std::time::Duration;
 
-use keel_breaker::{BreakerConfig, CircuitBreaker, ManualClock, State};
+use keel_breaker::{BreakerConfig, CircuitBreaker, State};
+
+mod support;
 
 /// Polls `fut` once (it must be pending), then drops it.
 fn poll_once_then_drop<F: Future>(fut: F) {
@@ -34,14 +35,7 @@ fn cancellation_is_neutral_in_closed_state() {
 
 #[test]
 fn cancelled_half_open_call_frees_the_trial_slot() {
-    let clock = ManualClock::new();
-    let breaker =
-        CircuitBreaker::builder(BreakerConfig::default().with_consecutive_failures(Some(1)))
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-    breaker.try_acquire().unwrap().failure();
-    clock.advance(Duration::from_secs(60));
+    let (breaker, _clock) = support::due_for_trial(BreakerConfig::default());
     poll_once_then_drop(breaker.call(std::future::pending::<Result<(), ()>>));
     assert_eq!(breaker.state(), State::HalfOpen);
     let trial = breaker

@@ -9,24 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_breaker::{BreakerConfig, CircuitBreaker, HalfOpenConfig, ManualClock, State};
+use keel_breaker::{BreakerConfig, CircuitBreaker, HalfOpenConfig, State};
+
+mod support;
 
 const PERMITTED: u32 = 3;
 
 /// A breaker that is half-open and stays so: trials only ever give their
 /// slot back without a verdict, and closing would need 16383 successes.
 fn half_open_breaker() -> CircuitBreaker {
-    let clock = ManualClock::new();
-    let breaker = CircuitBreaker::builder(
-        BreakerConfig::default()
-            .with_consecutive_failures(Some(1))
-            .with_half_open(HalfOpenConfig::new(PERMITTED, 16_383)),
-    )
-    .clock(clock.clone())
-    .build()
-    .unwrap();
-    breaker.try_acquire().unwrap().failure();
-    clock.advance(Duration::from_secs(61));
+    let (breaker, _clock) = support::due_for_trial(
+        BreakerConfig::default().with_half_open(HalfOpenConfig::new(PERMITTED, 16_383)),
+    );
     drop(breaker.try_acquire().unwrap()); // moves to HalfOpen
     assert_eq!(breaker.state(), State::HalfOpen);
     breaker
@@ -113,14 +107,7 @@ fn half_open_admission_is_exact_across_os_threads() {
 
 #[test]
 fn dropped_trial_frees_its_slot_without_a_verdict() {
-    let clock = ManualClock::new();
-    let breaker =
-        CircuitBreaker::builder(BreakerConfig::default().with_consecutive_failures(Some(1)))
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-    breaker.try_acquire().unwrap().failure();
-    clock.advance(Duration::from_secs(60));
+    let (breaker, _clock) = support::due_for_trial(BreakerConfig::default());
     let trial = breaker.try_acquire().unwrap();
     assert!(breaker.try_acquire().is_err(), "the one slot is taken");
     drop(trial);
@@ -134,17 +121,10 @@ fn dropped_trial_frees_its_slot_without_a_verdict() {
 
 #[test]
 fn trial_that_never_reports_is_taken_back_after_max_wait() {
-    let clock = ManualClock::new();
-    let breaker = CircuitBreaker::builder(
+    let (breaker, clock) = support::due_for_trial(
         BreakerConfig::default()
-            .with_consecutive_failures(Some(1))
             .with_half_open(HalfOpenConfig::new(2, 1).with_max_wait(Duration::from_secs(10))),
-    )
-    .clock(clock.clone())
-    .build()
-    .unwrap();
-    breaker.try_acquire().unwrap().failure();
-    clock.advance(Duration::from_secs(60));
+    );
     let hung_a = breaker.try_acquire_owned().unwrap();
     clock.advance(Duration::from_secs(5));
     let hung_b = breaker.try_acquire_owned().unwrap();

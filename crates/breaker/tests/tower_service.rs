@@ -55,7 +55,7 @@ fn breaker(clock: &ManualClock) -> CircuitBreaker {
     CircuitBreaker::builder(BreakerConfig::default().with_consecutive_failures(Some(1)))
         .clock(clock.clone())
         .build()
-        .unwrap()
+        .expect("valid config")
 }
 
 #[tokio::test]
