@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::classify::Outcome;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{BreakerConfig, ConfigError};
+use crate::config::{BreakerConfig, ConfigError, MAX_HALF_OPEN_CALLS};
 use crate::counters::{Counter, Counters, Padded};
 use crate::observer::{DynObserver, Event, Observer};
 use crate::state::{State, Word};
@@ -212,9 +212,32 @@ pub struct Permit<'a> {
 #[must_use = "a permit reports nothing unless told the outcome"]
 #[derive(Debug)]
 pub struct OwnedPermit {
-    shared: Arc<Shared>,
+    /// `None` once a verdict was given (so drop has nothing to do).
+    handle: Option<Handle>,
     ticket: Ticket,
-    done: bool,
+}
+
+/// How an owned permit reaches its breaker.
+#[derive(Debug)]
+enum Handle {
+    Shared(Arc<Shared>),
+    /// Through a handle private to one tower service clone: cloning it per
+    /// call touches a reference count no other core writes, where cloning
+    /// `Arc<Shared>` would bounce one line between all callers.
+    #[cfg(feature = "tower")]
+    Local(Arc<CircuitBreaker>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Shared;
+    #[inline]
+    fn deref(&self) -> &Shared {
+        match self {
+            Handle::Shared(shared) => shared,
+            #[cfg(feature = "tower")]
+            Handle::Local(breaker) => &breaker.shared,
+        }
+    }
 }
 
 macro_rules! permit_verdicts {
@@ -262,16 +285,20 @@ impl OwnedPermit {
     /// Reports `outcome`.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        self.done = true;
-        self.shared.complete(self.ticket, outcome);
+        if let Some(handle) = self.handle.take() {
+            handle.complete(self.ticket, outcome);
+        }
     }
 
     /// Restarts the slow-call timer: a permit taken ahead of the call (as the
     /// tower service does in `poll_ready`) times the call, not the wait.
     #[cfg(feature = "tower")]
+    #[inline]
     pub(crate) fn restart_timer(&mut self) {
-        if self.ticket.started != 0 {
-            self.ticket.started = self.shared.now_nanos().max(1);
+        if self.ticket.started != 0
+            && let Some(handle) = &self.handle
+        {
+            self.ticket.started = handle.now_nanos().max(1);
         }
     }
 }
@@ -283,9 +310,10 @@ impl Drop for Permit<'_> {
 }
 
 impl Drop for OwnedPermit {
+    #[inline]
     fn drop(&mut self) {
-        if !self.done {
-            self.shared.abandon(self.ticket);
+        if let Some(handle) = &self.handle {
+            handle.abandon(self.ticket);
         }
     }
 }
@@ -467,12 +495,24 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// As [`try_acquire`](Self::try_acquire).
+    #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejected> {
         let ticket = self.shared.acquire()?;
         Ok(OwnedPermit {
-            shared: Arc::clone(&self.shared),
+            handle: Some(Handle::Shared(Arc::clone(&self.shared))),
             ticket,
-            done: false,
+        })
+    }
+
+    /// Like [`try_acquire_owned`](Self::try_acquire_owned), through a handle
+    /// that one tower service clone owns (see [`Handle::Local`]).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn try_acquire_local(handle: &Arc<CircuitBreaker>) -> Result<OwnedPermit, Rejected> {
+        let ticket = handle.shared.acquire()?;
+        Ok(OwnedPermit {
+            handle: Some(Handle::Local(Arc::clone(handle))),
+            ticket,
         })
     }
 
@@ -842,7 +882,7 @@ impl Shared {
             let success = u32::from(outcome == Outcome::Success);
             let next = word
                 .with_in_flight(word.in_flight().saturating_sub(1))
-                .with_successes(word.successes() + success);
+                .with_successes((word.successes() + success).min(MAX_HALF_OPEN_CALLS));
             match self
                 .word
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)

@@ -44,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -65,7 +66,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     inner: S,
-    breaker: CircuitBreaker,
+    /// This clone's own handle to the shared breaker (see `try_acquire_local`).
+    breaker: Arc<CircuitBreaker>,
     classifier: C,
     /// Taken in `poll_ready`, spent in `call`.
     ready: Option<Result<OwnedPermit, Rejected>>,
@@ -76,7 +78,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breaker: self.breaker.clone(),
+            breaker: Arc::new(CircuitBreaker::clone(&self.breaker)),
             classifier: self.classifier.clone(),
             ready: None,
         }
@@ -95,7 +97,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     pub fn with_classifier(inner: S, breaker: CircuitBreaker, classifier: C) -> Self {
         Self {
             inner,
-            breaker,
+            breaker: Arc::new(breaker),
             classifier,
             ready: None,
         }
@@ -132,10 +134,11 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let ready = self
             .ready
-            .get_or_insert_with(|| self.breaker.try_acquire_owned());
+            .get_or_insert_with(|| CircuitBreaker::try_acquire_local(&self.breaker));
         if ready.is_err() {
             // Ready to answer with the rejection; the inner service is left alone.
             return Poll::Ready(Ok(()));
@@ -157,12 +160,13 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         // Called without `poll_ready` is a caller bug; decide now rather than panic.
         let ready = self
             .ready
             .take()
-            .unwrap_or_else(|| self.breaker.try_acquire_owned());
+            .unwrap_or_else(|| CircuitBreaker::try_acquire_local(&self.breaker));
         match ready {
             Err(rejected) => ResponseFuture::rejected(rejected, self.classifier.clone()),
             Ok(mut permit) => {
