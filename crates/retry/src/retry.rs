@@ -1,0 +1,358 @@
+//! The retry loop, for plain async code.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::budget::RetryBudget;
+use crate::classify::{AlwaysTransient, Classify, Delivery, Verdict};
+use crate::config::{ConfigError, RetryPolicy};
+use crate::error::{Failure, GaveUp, RetryError};
+use crate::observer::{Event, Observer, SharedObserver};
+
+/// Whether running an operation twice is harmless.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Idempotency {
+    /// Running it twice is harmless (reads, upserts, whole transactions
+    /// that the server rolled back): every transient error is retried.
+    #[default]
+    Idempotent,
+    /// Running it twice could apply it twice (a plain INSERT): only errors
+    /// that prove the attempt had no effect are retried.
+    NonIdempotent,
+}
+
+type MakeBackoff = Arc<dyn Fn() -> Box<dyn Backoff> + Send + Sync>;
+
+/// Retries operations by a policy. Build one, keep it, clone it freely.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use keel_retry::{Retrier, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let calls = AtomicU32::new(0);
+/// let retrier = Retrier::new(RetryPolicy::default())?;
+/// let value = retrier
+///     .run(|| async {
+///         match calls.fetch_add(1, Ordering::SeqCst) {
+///             0 => Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+///             _ => Ok(42),
+///         }
+///     })
+///     .await?;
+/// assert_eq!((value, calls.load(Ordering::SeqCst)), (42, 2));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Retrier<C = AlwaysTransient> {
+    policy: RetryPolicy,
+    classifier: C,
+    idempotency: Idempotency,
+    budget: Option<RetryBudget>,
+    observer: Option<SharedObserver>,
+    backoff: Option<MakeBackoff>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Retrier<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retrier")
+            .field("policy", &self.policy)
+            .field("classifier", &self.classifier)
+            .field("idempotency", &self.idempotency)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retrier {
+    /// A retrier for `policy` that treats every error as transient.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad field of `policy`.
+    pub fn new(policy: RetryPolicy) -> Result<Self, ConfigError> {
+        policy.validate()?;
+        Ok(Self {
+            policy,
+            classifier: AlwaysTransient,
+            idempotency: Idempotency::Idempotent,
+            budget: None,
+            observer: None,
+            backoff: None,
+        })
+    }
+}
+
+impl<C> Retrier<C> {
+    /// Decides which errors are retried, and on which schedule.
+    pub fn with_classifier<C2>(self, classifier: C2) -> Retrier<C2> {
+        Retrier {
+            policy: self.policy,
+            classifier,
+            idempotency: self.idempotency,
+            budget: self.budget,
+            observer: self.observer,
+            backoff: self.backoff,
+        }
+    }
+
+    /// Marks the operations as idempotent or not (default idempotent).
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// Draws every retry from `budget` (shared with whoever holds a clone).
+    #[must_use]
+    pub fn with_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reports attempts, retries and giving up to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Some(SharedObserver(Arc::new(observer)));
+        self
+    }
+
+    /// Takes delays from a fresh `make()` per operation instead of the
+    /// policy's schedules (the policy's attempt limits still apply).
+    #[must_use]
+    pub fn with_backoff<B, F>(mut self, make: F) -> Self
+    where
+        B: Backoff + 'static,
+        F: Fn() -> B + Send + Sync + 'static,
+    {
+        self.backoff = Some(Arc::new(move || Box::new(make()) as Box<dyn Backoff>));
+        self
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &C {
+        &self.classifier
+    }
+
+    /// Runs `operation` until it succeeds or a retry is not warranted.
+    /// Each attempt calls `operation` anew, so it must build a fresh future
+    /// (for a transaction, the whole transaction).
+    ///
+    /// # Errors
+    /// A [`RetryError`] with the last attempt's failure, the attempts made
+    /// and why no other was made.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops at once: during an attempt, the attempt's
+    /// future is dropped; during a delay, no further attempt starts.
+    pub async fn run<F, Fut, T, E>(&self, mut operation: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classify<E>,
+    {
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        let mut state = Attempts::start(&self.policy);
+        loop {
+            let result = match self.policy.attempt_timeout {
+                None => operation().await.map_err(Failure::Inner),
+                Some(limit) => match tokio::time::timeout(limit, operation()).await {
+                    Ok(r) => r.map_err(Failure::Inner),
+                    Err(_) => Err(Failure::TimedOut(limit)),
+                },
+            };
+            let failure = match result {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let verdict = match &failure {
+                Failure::Inner(e) => self.classifier.classify(e),
+                Failure::TimedOut(_) => Verdict::transient(crate::ErrorClass::Other),
+            };
+            match state.next(self.parts(), verdict) {
+                Next::Retry(delay) => tokio::time::sleep(delay).await,
+                Next::GiveUp(reason) => {
+                    return Err(RetryError::new(failure, state.attempt, reason));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn parts(&self) -> Parts<'_> {
+        Parts {
+            policy: &self.policy,
+            idempotency: self.idempotency,
+            budget: self.budget.as_ref(),
+            observer: self.observer.as_ref(),
+            backoff: self.backoff.as_ref(),
+        }
+    }
+
+    #[cfg_attr(
+        not(feature = "tower"),
+        allow(dead_code, reason = "used by the tower service")
+    )]
+    pub(crate) fn budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+}
+
+/// Retries `operation` by `policy`, treating every error as transient.
+/// For classifiers, budgets and observers, build a [`Retrier`].
+///
+/// ```
+/// use keel_retry::{retry, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let n = retry(&RetryPolicy::default(), || async { Ok::<_, std::io::Error>(1) }).await;
+/// assert_eq!(n.unwrap(), 1);
+/// # }
+/// ```
+///
+/// # Errors
+/// A [`RetryError`]. An invalid policy (see [`RetryPolicy::validate`]) runs
+/// the operation once, without retries: validate policies where they are
+/// loaded, or build a [`Retrier`], which names the bad field.
+///
+/// # Cancel safety
+/// As [`Retrier::run`].
+pub async fn retry<F, Fut, T, E>(policy: &RetryPolicy, operation: F) -> Result<T, RetryError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let retrier = Retrier::new(policy.clone()).unwrap_or_else(|_| Retrier {
+        policy: RetryPolicy::default()
+            .with_default(crate::Schedule::default().with_max_attempts(1)),
+        classifier: AlwaysTransient,
+        idempotency: Idempotency::Idempotent,
+        budget: None,
+        observer: None,
+        backoff: None,
+    });
+    retrier.run(operation).await
+}
+
+/// What the decision needs of a retrier, borrowed.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    policy: &'a RetryPolicy,
+    idempotency: Idempotency,
+    budget: Option<&'a RetryBudget>,
+    observer: Option<&'a SharedObserver>,
+    backoff: Option<&'a MakeBackoff>,
+}
+
+impl Parts<'_> {
+    fn emit(&self, event: Event) {
+        if let Some(observer) = self.observer {
+            observer.0.on_event(&event);
+        }
+    }
+}
+
+pub(crate) enum Next {
+    Retry(Duration),
+    GiveUp(GaveUp),
+}
+
+/// One operation's progress through its attempts. Built for free; the
+/// random generator and custom backoff are made on the first failure.
+#[derive(Default)]
+pub(crate) struct Attempts {
+    pub(crate) attempt: u32,
+    started: Option<Instant>,
+    previous: Option<Duration>,
+    rng: Option<fastrand::Rng>,
+    custom: Option<Box<dyn Backoff>>,
+}
+
+impl Attempts {
+    pub(crate) fn start(policy: &RetryPolicy) -> Self {
+        Self {
+            attempt: 1,
+            started: policy.total_timeout.map(|_| Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    /// After attempt `self.attempt` failed with `verdict`: wait and retry, or give up.
+    pub(crate) fn next(&mut self, parts: Parts<'_>, verdict: Verdict) -> Next {
+        let attempt = self.attempt;
+        let class = match verdict {
+            Verdict::Transient { class, .. } | Verdict::RetryAfter { class, .. } => Some(class),
+            Verdict::Permanent | Verdict::OutcomeUnknown => None,
+        };
+        parts.emit(Event::AttemptFailed { attempt, class });
+        let (class, delivery, hint) = match verdict {
+            Verdict::Transient { class, delivery } => (class, delivery, None),
+            Verdict::RetryAfter {
+                after,
+                class,
+                delivery,
+            } => (class, delivery, Some(after)),
+            Verdict::Permanent => return self.give_up(parts, GaveUp::Permanent),
+            Verdict::OutcomeUnknown => return self.give_up(parts, GaveUp::OutcomeUnknown),
+        };
+        if parts.idempotency == Idempotency::NonIdempotent && delivery != Delivery::NoEffect {
+            return self.give_up(parts, GaveUp::NotIdempotent);
+        }
+        let schedule = parts.policy.schedule(class);
+        if attempt >= schedule.max_attempts {
+            return self.give_up(parts, GaveUp::Exhausted);
+        }
+        let delay = match (hint, parts.backoff) {
+            (Some(after), _) => Some(after),
+            (None, Some(make)) => self.custom.get_or_insert_with(|| make()).next_delay(class),
+            (None, None) => {
+                let seed = parts.policy.seed;
+                let rng = self.rng.get_or_insert_with(|| match seed {
+                    Some(seed) => fastrand::Rng::with_seed(seed),
+                    None => fastrand::Rng::new(),
+                });
+                let previous = self.previous.unwrap_or(schedule.base);
+                Some(schedule.delay(attempt, previous, rng))
+            }
+        };
+        let Some(delay) = delay else {
+            return self.give_up(parts, GaveUp::Exhausted);
+        };
+        if let (Some(total), Some(started)) = (parts.policy.total_timeout, self.started)
+            && started.elapsed().saturating_add(delay) > total
+        {
+            return self.give_up(parts, GaveUp::Deadline);
+        }
+        if let Some(budget) = parts.budget
+            && !budget.withdraw()
+        {
+            parts.emit(Event::BudgetExhausted { attempt });
+            return self.give_up(parts, GaveUp::Budget);
+        }
+        parts.emit(Event::RetryScheduled { attempt, delay });
+        self.previous = Some(delay);
+        self.attempt += 1;
+        Next::Retry(delay)
+    }
+
+    fn give_up(&self, parts: Parts<'_>, reason: GaveUp) -> Next {
+        parts.emit(Event::GaveUp {
+            attempts: self.attempt,
+            reason,
+        });
+        Next::GiveUp(reason)
+    }
+}

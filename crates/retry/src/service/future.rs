@@ -1,0 +1,115 @@
+//! The response future of [`Retry`](super::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::{BoxError, GaveUpError};
+use crate::classify::Classify;
+use crate::error::GaveUp;
+use crate::retry::{Attempts, Next, Retrier};
+
+pin_project! {
+    /// Resolves to the first successful response, or to the error that
+    /// ended the retries. Dropping it stops at once.
+    pub struct ResponseFuture<S, Req, C>
+    where
+        S: Service<Req>,
+    {
+        service: S,
+        request: Req,
+        retrier: Arc<Retrier<C>>,
+        attempts: Attempts,
+        #[pin]
+        state: State<S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F },
+        Sleeping { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+impl<S: Service<Req>, Req, C> fmt::Debug for ResponseFuture<S, Req, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempt", &self.attempts.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
+    pub(super) fn new(
+        future: S::Future,
+        service: S,
+        request: Req,
+        retrier: Arc<Retrier<C>>,
+        attempts: Attempts,
+    ) -> Self {
+        Self {
+            service,
+            request,
+            retrier,
+            attempts,
+            state: State::Called { future },
+        }
+    }
+}
+
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Error>,
+    Req: Clone,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let error = match ready!(future.poll(cx)) {
+                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Err(error) => error,
+                    };
+                    let verdict = this.retrier.classifier().classify(&error);
+                    match this.attempts.next(this.retrier.parts(), verdict) {
+                        Next::Retry(delay) => this.state.set(State::Sleeping {
+                            sleep: tokio::time::sleep(delay),
+                        }),
+                        Next::GiveUp(GaveUp::Permanent) => return Poll::Ready(Err(error.into())),
+                        Next::GiveUp(reason) => {
+                            let attempts = this.attempts.attempt;
+                            let error = GaveUpError::new(reason, attempts, error.into());
+                            return Poll::Ready(Err(Box::new(error)));
+                        }
+                    }
+                }
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let future = this.service.call(this.request.clone());
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Classifying sqlx errors.
+
+use sqlx_core::error::{BoxDynError, Error};
+
+use crate::classify::{Classify, ErrorClass, Verdict, classify_io};
+
+/// Classifies sqlx errors for retrying.
+///
+/// | error | verdict |
+/// |---|---|
+/// | PostgreSQL 08000 08003 08006, 57P01 57P02 (connection lost or killed) | transient, connection, outcome unknown |
+/// | PostgreSQL 08001 08004 57P03 (could not connect / server starting) | transient, connection, no effect |
+/// | PostgreSQL 40001 40P01 (serialization failure, deadlock) | transient, conflict, no effect |
+/// | PostgreSQL 53000 53100 53200 53300 53400 (out of resources) | transient, exhausted, no effect |
+/// | PostgreSQL 58000 58030 (system / I/O error) | transient, other, no effect |
+/// | MySQL / MariaDB 1205 1213 (lock wait timeout, deadlock), feature `sqlx-mysql` | transient, conflict, no effect |
+/// | MySQL / MariaDB 1040 (too many connections) | transient, exhausted, no effect |
+/// | MySQL / MariaDB 2006 2013 (server gone, lost connection) | transient, connection, outcome unknown |
+/// | pool acquire timeout | transient, connection, no effect |
+/// | I/O: refused | transient, connection, no effect |
+/// | I/O: reset, aborted, broken pipe, timed out, unexpected EOF | transient, connection, outcome unknown |
+/// | everything else (constraint violations, syntax and permission errors, ...) | permanent |
+///
+/// A server that reports an error for a statement has not applied it, so
+/// database errors are "no effect" except those that end the connection.
+///
+/// ```
+/// use keel_retry::{Classify, SqlxClassifier, Verdict, ErrorClass};
+///
+/// let timeout = sqlx_core::Error::PoolTimedOut;
+/// assert_eq!(SqlxClassifier.classify(&timeout), Verdict::no_effect(ErrorClass::Connection));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqlxClassifier;
+
+fn sqlstate(code: &str) -> Verdict {
+    match code {
+        "08000" | "08003" | "08006" | "57P01" | "57P02" => {
+            Verdict::transient(ErrorClass::Connection)
+        }
+        "08001" | "08004" | "57P03" => Verdict::no_effect(ErrorClass::Connection),
+        "40001" | "40P01" => Verdict::no_effect(ErrorClass::Conflict),
+        "53000" | "53100" | "53200" | "53300" | "53400" => {
+            Verdict::no_effect(ErrorClass::Exhausted)
+        }
+        "58000" | "58030" => Verdict::no_effect(ErrorClass::Other),
+        _ => Verdict::Permanent,
+    }
+}
+
+#[cfg(feature = "sqlx-mysql")]
+fn mysql_number(number: u16) -> Option<Verdict> {
+    match number {
+        1205 | 1213 => Some(Verdict::no_effect(ErrorClass::Conflict)),
+        1040 => Some(Verdict::no_effect(ErrorClass::Exhausted)),
+        2006 | 2013 => Some(Verdict::transient(ErrorClass::Connection)),
+        _ => None,
+    }
+}
+
+impl Classify<Error> for SqlxClassifier {
+    fn classify(&self, error: &Error) -> Verdict {
+        match error {
+            Error::Database(db) => {
+                #[cfg(feature = "sqlx-mysql")]
+                if let Some(verdict) = db
+                    .try_downcast_ref::<sqlx_mysql::MySqlDatabaseError>()
+                    .and_then(|e| mysql_number(e.number()))
+                {
+                    return verdict;
+                }
+                db.code().map_or(Verdict::Permanent, |code| sqlstate(&code))
+            }
+            Error::Io(io) => classify_io(io),
+            Error::PoolTimedOut => Verdict::no_effect(ErrorClass::Connection),
+            Error::WorkerCrashed => Verdict::transient(ErrorClass::Connection),
+            _ => Verdict::Permanent,
+        }
+    }
+}
+
+/// For boxed errors (tower stacks): finds a sqlx or I/O error in the source
+/// chain and classifies it; anything else is permanent.
+impl Classify<BoxDynError> for SqlxClassifier {
+    fn classify(&self, error: &BoxDynError) -> Verdict {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
+        while let Some(e) = next {
+            if let Some(sqlx) = e.downcast_ref::<Error>() {
+                return self.classify(sqlx);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return classify_io(io);
+            }
+            next = e.source();
+        }
+        Verdict::Permanent
+    }
+}
