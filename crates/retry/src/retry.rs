@@ -146,8 +146,10 @@ impl<C> Retrier<C> {
     }
 
     /// Runs `operation` until it succeeds or a retry is not warranted.
-    /// Each attempt calls `operation` anew, so it must build a fresh future
-    /// (for a transaction, the whole transaction).
+    /// Each attempt calls `operation` anew, so it builds a fresh future (for
+    /// a transaction, the whole transaction). The future may not borrow from
+    /// the closure: share state through an `Arc` (async closures, which
+    /// could, make the returned future fail `Send` checks in `tokio::spawn`).
     ///
     /// # Errors
     /// A [`RetryError`] with the last attempt's failure, the attempts made
