@@ -16,39 +16,20 @@
     reason = "a benchmark whose setup fails has nothing to measure"
 )]
 
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use keel_benches::{Bare, Subject, Tower, bare_service, bench, ready_ok, runtime, title};
 use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
-use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt, service_fn};
-
-/// One thing whose per-call cost we measure.
-trait Subject: Clone + Send + Sync + 'static {
-    fn call(&mut self) -> impl Future<Output = ()> + Send;
-}
-
-#[inline(always)]
-fn ready_ok() -> impl Future<Output = Result<u64, std::io::Error>> + Send {
-    std::future::ready(Ok(black_box(1)))
-}
-
-#[derive(Clone)]
-struct Bare;
-impl Subject for Bare {
-    async fn call(&mut self) {
-        let _ = black_box(ready_ok().await);
-    }
-}
+use tower::Layer;
 
 #[derive(Clone)]
 struct Keel(CircuitBreaker);
 impl Subject for Keel {
     async fn call(&mut self) {
-        let _ = black_box(self.0.call(ready_ok).await);
+        let _ = black_box(self.0.call(ready_ok::<std::io::Error>).await);
     }
 }
 
@@ -59,7 +40,7 @@ where
     B: failsafe::futures::CircuitBreaker + Clone + Send + Sync + 'static,
 {
     async fn call(&mut self) {
-        let _ = black_box(self.0.call(ready_ok()).await);
+        let _ = black_box(self.0.call(ready_ok::<std::io::Error>()).await);
     }
 }
 
@@ -67,23 +48,7 @@ where
 struct Recloser(Arc<recloser::AsyncRecloser>);
 impl Subject for Recloser {
     async fn call(&mut self) {
-        let _ = black_box(self.0.call(ready_ok()).await);
-    }
-}
-
-/// Any tower service of `()`, called the tower way: `ready` then `call`.
-#[derive(Clone)]
-struct Tower<S>(S);
-impl<S> Subject for Tower<S>
-where
-    S: Service<(), Response = u64> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Send,
-{
-    async fn call(&mut self) {
-        if let Ok(svc) = self.0.ready().await {
-            let _ = black_box(svc.call(()).await);
-        }
+        let _ = black_box(self.0.call(ready_ok::<std::io::Error>()).await);
     }
 }
 
@@ -91,69 +56,10 @@ fn keel_breaker() -> CircuitBreaker {
     CircuitBreaker::new(BreakerConfig::default()).expect("default config is valid")
 }
 
-fn bare_service()
--> impl Service<(), Response = u64, Error = std::io::Error, Future: Send> + Clone + Send + Sync + 'static
-{
-    service_fn(|()| ready_ok())
-}
-
-fn runtime(workers: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// Runs `iters` calls on each of `tasks` tasks at once; the slower task's time.
-fn timed<S: Subject>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
-    rt.block_on(async {
-        // A blocking barrier: each task holds its worker thread until all
-        // have started, so with 2 tasks on 2 workers they truly run in
-        // parallel (an async barrier lets both run on one worker).
-        let barrier = Arc::new(std::sync::Barrier::new(tasks));
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let mut subject = subject.clone();
-                let barrier = barrier.clone();
-                tokio::spawn(async move {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        subject.call().await;
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        let mut slowest = Duration::ZERO;
-        for h in handles {
-            slowest = slowest.max(h.await.expect("bench task"));
-        }
-        slowest
-    })
-}
-
-fn bench<S: Subject>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rt: &Runtime,
-    tasks: usize,
-    name: &str,
-    subject: S,
-) {
-    group.bench_function(name, |b| {
-        b.iter_custom(|iters| timed(rt, &subject, tasks, iters));
-    });
-}
-
 fn closure_apis(c: &mut Criterion) {
     let rt = runtime(2);
     for tasks in [1, 2] {
-        let title = format!(
-            "breaker call, {tasks} task{}",
-            if tasks == 1 { "" } else { "s" }
-        );
-        let mut g = c.benchmark_group(title);
+        let mut g = c.benchmark_group(title("breaker call", tasks));
         g.measurement_time(Duration::from_secs(3));
         bench(&mut g, &rt, tasks, "bare", Bare);
         bench(&mut g, &rt, tasks, "keel", Keel(keel_breaker()));
@@ -189,19 +95,21 @@ fn closure_apis(c: &mut Criterion) {
 fn tower_layers(c: &mut Criterion) {
     let rt = runtime(2);
     for tasks in [1, 2] {
-        let title = format!(
-            "breaker tower, {tasks} task{}",
-            if tasks == 1 { "" } else { "s" }
-        );
-        let mut g = c.benchmark_group(title);
+        let mut g = c.benchmark_group(title("breaker tower", tasks));
         g.measurement_time(Duration::from_secs(3));
-        bench(&mut g, &rt, tasks, "bare", Tower(bare_service()));
-        let keel = CircuitBreakerLayer::new(keel_breaker()).layer(bare_service());
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "bare",
+            Tower(bare_service::<std::io::Error>()),
+        );
+        let keel = CircuitBreakerLayer::new(keel_breaker()).layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "keel", Tower(keel));
         let resilience = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
             .build()
             .expect("default config is valid")
-            .layer(bare_service());
+            .layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "tower-resilience", Tower(resilience));
         g.finish();
     }

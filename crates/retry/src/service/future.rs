@@ -35,7 +35,9 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] future: F },
-        Sleeping { #[pin] sleep: Sleep },
+        // Boxed: a `Sleep` is large, and only retries need one, so the
+        // success path does not carry (and copy) it.
+        Sleeping { sleep: Pin<Box<Sleep>> },
         Readying,
     }
 }
@@ -88,7 +90,7 @@ where
                     let verdict = this.retrier.classifier().classify(&error);
                     match this.attempts.next(this.retrier.parts(), verdict) {
                         Next::Retry(delay) => this.state.set(State::Sleeping {
-                            sleep: tokio::time::sleep(delay),
+                            sleep: Box::pin(tokio::time::sleep(delay)),
                         }),
                         Next::GiveUp(GaveUp::Permanent) => return Poll::Ready(Err(error.into())),
                         Next::GiveUp(reason) => {
@@ -99,7 +101,7 @@ where
                     }
                 }
                 StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {

@@ -1,0 +1,125 @@
+//! The harness shared by keel's benchmarks: a [`Subject`] is one way of
+//! making a call (bare, through keel, through an anchor library); [`bench()`]
+//! times it on 1 or more tasks sharing one instance on a 2-worker runtime.
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceExt};
+
+/// One thing whose per-call cost we measure. Clones share the state under
+/// test (a breaker, a budget), as clones of a tower service do.
+pub trait Subject: Clone + Send + Sync + 'static {
+    /// One call.
+    fn call(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// An immediately-ready successful operation: what every subject wraps.
+#[inline(always)]
+pub fn ready_ok<E>() -> std::future::Ready<Result<u64, E>> {
+    std::future::ready(Ok(black_box(1)))
+}
+
+/// The operation with no wrapper at all.
+#[derive(Clone, Debug)]
+pub struct Bare;
+
+impl Subject for Bare {
+    async fn call(&mut self) {
+        let _ = black_box(ready_ok::<std::io::Error>().await);
+    }
+}
+
+/// Any tower service of `()`, called the tower way: `ready` then `call`.
+#[derive(Clone, Debug)]
+pub struct Tower<S>(pub S);
+
+impl<S> Subject for Tower<S>
+where
+    S: Service<(), Response = u64> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    async fn call(&mut self) {
+        if let Ok(svc) = self.0.ready().await {
+            let _ = black_box(svc.call(()).await);
+        }
+    }
+}
+
+/// The bare tower service every tower subject wraps.
+pub fn bare_service<E: Send + 'static>()
+-> impl Service<(), Response = u64, Error = E, Future: Send> + Clone + Send + Sync + 'static {
+    tower::service_fn(|()| ready_ok::<E>())
+}
+
+/// A multi-thread tokio runtime with `workers` worker threads.
+///
+/// # Panics
+/// If the runtime cannot be built.
+pub fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Runs `iters` calls on each of `tasks` tasks at once; the slower task's time.
+///
+/// # Panics
+/// If a bench task panics.
+pub fn timed<S: Subject>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
+    rt.block_on(async {
+        // A blocking barrier: each task holds its worker thread until all
+        // have started, so with 2 tasks on 2 workers they truly run in
+        // parallel (an async barrier lets both run on one worker).
+        let barrier = Arc::new(std::sync::Barrier::new(tasks));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let mut subject = subject.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        subject.call().await;
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        let mut slowest = Duration::ZERO;
+        for h in handles {
+            slowest = slowest.max(h.await.expect("bench task"));
+        }
+        slowest
+    })
+}
+
+/// Adds `subject` to `group` as `name`, run on `tasks` tasks at once.
+pub fn bench<S: Subject>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    tasks: usize,
+    name: &str,
+    subject: S,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| timed(rt, &subject, tasks, iters));
+    });
+}
+
+/// A group title: "`what`, 1 task" or "`what`, N tasks".
+pub fn title(what: &str, tasks: usize) -> String {
+    format!("{what}, {tasks} task{}", if tasks == 1 { "" } else { "s" })
+}
