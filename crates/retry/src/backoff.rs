@@ -76,3 +76,27 @@ impl<B: backoff::backoff::Backoff + Send> Backoff for BackoffCompat<B> {
         self.0.next_backoff()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "backoff")]
+    #[test]
+    fn backoff_crate_schedules_drive_the_delays() {
+        let b = backoff::backoff::Constant::new(Duration::from_millis(30));
+        let mut compat = BackoffCompat(b);
+        assert_eq!(
+            compat.next_delay(ErrorClass::Other),
+            Some(Duration::from_millis(30))
+        );
+    }
+
+    #[test]
+    fn exponential_backoff_stops_after_its_attempts() {
+        let mut b = ExponentialBackoff::new(Schedule::new(4, Duration::from_millis(10)), 1);
+        let delays: Vec<_> = std::iter::from_fn(|| b.next_delay(ErrorClass::Other)).collect();
+        assert_eq!(delays.len(), 3);
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+    }
+}

@@ -96,3 +96,98 @@ impl Classify<BoxDynError> for SqlxClassifier {
         Verdict::Permanent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Delivery;
+
+    #[test]
+    fn sqlstates_map_to_classes() {
+        let cases = [
+            ("08006", Verdict::transient(ErrorClass::Connection)),
+            ("57P01", Verdict::transient(ErrorClass::Connection)),
+            ("57P03", Verdict::no_effect(ErrorClass::Connection)),
+            ("40001", Verdict::no_effect(ErrorClass::Conflict)),
+            ("40P01", Verdict::no_effect(ErrorClass::Conflict)),
+            ("53300", Verdict::no_effect(ErrorClass::Exhausted)),
+            ("58030", Verdict::no_effect(ErrorClass::Other)),
+            ("23505", Verdict::Permanent), // unique violation
+            ("42601", Verdict::Permanent), // syntax error
+            ("42501", Verdict::Permanent), // insufficient privilege
+        ];
+        for (code, verdict) in cases {
+            assert_eq!(sqlstate(code), verdict, "{code}");
+        }
+    }
+
+    #[cfg(feature = "sqlx-mysql")]
+    #[test]
+    fn mysql_numbers_map_to_classes() {
+        assert_eq!(
+            mysql_number(1213),
+            Some(Verdict::no_effect(ErrorClass::Conflict))
+        );
+        assert_eq!(
+            mysql_number(1205),
+            Some(Verdict::no_effect(ErrorClass::Conflict))
+        );
+        assert_eq!(
+            mysql_number(1040),
+            Some(Verdict::no_effect(ErrorClass::Exhausted))
+        );
+        assert_eq!(
+            mysql_number(2013),
+            Some(Verdict::transient(ErrorClass::Connection))
+        );
+        assert_eq!(mysql_number(1062), None); // duplicate entry: falls through to SQLSTATE
+    }
+
+    #[test]
+    fn io_and_pool_errors() {
+        let refused = Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        let reset = Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(
+            SqlxClassifier.classify(&refused),
+            Verdict::no_effect(ErrorClass::Connection)
+        );
+        assert!(matches!(
+            SqlxClassifier.classify(&reset),
+            Verdict::Transient {
+                delivery: Delivery::Unknown,
+                ..
+            }
+        ));
+        assert_eq!(
+            SqlxClassifier.classify(&Error::PoolClosed),
+            Verdict::Permanent
+        );
+        assert_eq!(
+            SqlxClassifier.classify(&Error::RowNotFound),
+            Verdict::Permanent
+        );
+    }
+
+    #[test]
+    fn boxed_errors_are_searched_down_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("query failed")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let boxed: BoxDynError = Box::new(Wrapper(Error::PoolTimedOut));
+        assert_eq!(
+            SqlxClassifier.classify(&boxed),
+            Verdict::no_effect(ErrorClass::Connection)
+        );
+        let other: BoxDynError = "something else".into();
+        assert_eq!(SqlxClassifier.classify(&other), Verdict::Permanent);
+    }
+}

@@ -232,3 +232,32 @@ fn bad_policies_name_the_field() {
     let err = toml::from_str::<RetryPolicy>("attempts = 3").unwrap_err();
     assert!(err.to_string().contains("attempts"), "{err}");
 }
+
+/// A user's own schedule: 1 s, then 2 s, then stop.
+struct Steps(Vec<Duration>);
+impl keel_retry::Backoff for Steps {
+    fn next_delay(&mut self, _class: ErrorClass) -> Option<Duration> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_backoff_replaces_the_schedule() {
+    let (retrier, calls, op) = script(vec![Verdict::transient(ErrorClass::Other); 10]);
+    let retrier = Retrier::new(
+        RetryPolicy::default()
+            .with_default(keel_retry::Schedule::new(10, Duration::from_millis(1))),
+    )
+    .unwrap()
+    .with_classifier(*retrier.classifier())
+    .with_backoff(|| Steps(vec![Duration::from_secs(1), Duration::from_secs(2)]));
+    let start = tokio::time::Instant::now();
+    let err = retrier.run(op).await.unwrap_err();
+    assert_eq!((err.reason(), err.attempts()), (GaveUp::Exhausted, 3));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_millis(3005),
+        "{waited:?}"
+    );
+}
