@@ -54,7 +54,9 @@ pub struct RetryPolicy {
     /// transient failure whose outcome is unknown (default: no limit).
     #[serde(with = "humantime_serde")]
     pub attempt_timeout: Option<Duration>,
-    /// Seeds the jitter, for reproducible delays (default: random).
+    /// Seeds the jitter, for reproducible delays in tests and simulations
+    /// (default: random). Every operation then draws the same delays, so
+    /// leave it unset in production, or concurrent retries fall into step.
     pub seed: Option<u64>,
 }
 
