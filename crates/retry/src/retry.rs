@@ -272,23 +272,31 @@ pub(crate) enum Next {
     GiveUp(GaveUp),
 }
 
-/// One operation's progress through its attempts. Built for free; the
-/// random generator and custom backoff are made on the first failure.
+/// One operation's progress through its attempts. Starting one costs
+/// nothing (no clock read unless a total timeout is set, no allocation);
+/// what only retries need is allocated on the first failure.
 #[derive(Default)]
 pub(crate) struct Attempts {
     pub(crate) attempt: u32,
     started: Option<Instant>,
+    retrying: Option<Box<Retrying>>,
+}
+
+/// The state of an operation that has failed at least once.
+#[derive(Default)]
+struct Retrying {
     previous: Option<Duration>,
     rng: Option<fastrand::Rng>,
     custom: Option<Box<dyn Backoff>>,
 }
 
 impl Attempts {
+    #[inline]
     pub(crate) fn start(policy: &RetryPolicy) -> Self {
         Self {
             attempt: 1,
             started: policy.total_timeout.map(|_| Instant::now()),
-            ..Self::default()
+            retrying: None,
         }
     }
 
@@ -317,16 +325,20 @@ impl Attempts {
         if attempt >= schedule.max_attempts {
             return self.give_up(parts, GaveUp::Exhausted);
         }
+        let retrying = self.retrying.get_or_insert_with(Box::default);
         let delay = match (hint, parts.backoff) {
             (Some(after), _) => Some(after),
-            (None, Some(make)) => self.custom.get_or_insert_with(|| make()).next_delay(class),
+            (None, Some(make)) => retrying
+                .custom
+                .get_or_insert_with(|| make())
+                .next_delay(class),
             (None, None) => {
                 let seed = parts.policy.seed;
-                let rng = self.rng.get_or_insert_with(|| match seed {
+                let rng = retrying.rng.get_or_insert_with(|| match seed {
                     Some(seed) => fastrand::Rng::with_seed(seed),
                     None => fastrand::Rng::new(),
                 });
-                let previous = self.previous.unwrap_or(schedule.base);
+                let previous = retrying.previous.unwrap_or(schedule.base);
                 Some(schedule.delay(attempt, previous, rng))
             }
         };
@@ -345,7 +357,7 @@ impl Attempts {
             return self.give_up(parts, GaveUp::Budget);
         }
         parts.emit(Event::RetryScheduled { attempt, delay });
-        self.previous = Some(delay);
+        retrying.previous = Some(delay);
         self.attempt += 1;
         Next::Retry(delay)
     }
