@@ -123,30 +123,35 @@ fn conflicts_seen(events: &Mutex<Vec<Event>>) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serialization_failure_is_retried_as_a_whole_transaction() {
-    let table = Table::create("serializable", "id int primary key").await;
+/// Runs two transactions that collide on their first attempt (a barrier
+/// holds each after its first statement until both got there), each retried
+/// by [`conflict_retrier`]. Returns each one's attempts, sorted, and the
+/// conflicts the observers saw.
+async fn race(
+    begin: &'static str,
+    session_setup: &'static str,
+    bodies: [Vec<String>; 2],
+) -> (Vec<u32>, usize) {
     let barrier = Arc::new(Barrier::new(2));
     let events = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (1..=2)
-        .map(|worker| {
-            let (barrier, retrier, name) = (barrier.clone(), conflict_retrier(&events), table.name.clone());
+    let workers: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (barrier, retrier) = (barrier.clone(), conflict_retrier(&events));
             tokio::spawn(async move {
-                let conn = Arc::new(tokio::sync::Mutex::new(connect().await));
+                let mut conn = connect().await;
+                if !session_setup.is_empty() {
+                    exec(&mut conn, session_setup.into()).await.unwrap();
+                }
+                let conn = Arc::new(tokio::sync::Mutex::new(conn));
                 let attempts = AtomicU32::new(0);
                 retrier
                     .run(|| {
-                        // Both read the whole table before either writes: write skew.
                         let first = attempts.fetch_add(1, Ordering::SeqCst) == 0;
-                        let body = vec![
-                            format!("SELECT count(*) FROM {name}"),
-                            format!("INSERT INTO {name} SELECT coalesce(max(id), 0) + {worker} FROM {name}"),
-                        ];
-                        let (conn, barrier) = (conn.clone(), barrier.clone());
+                        let (conn, barrier, body) = (conn.clone(), barrier.clone(), body.clone());
                         async move {
                             let b = if first { Some(&*barrier) } else { None };
-                            let mut conn = conn.lock().await;
-                            transaction(&mut conn, "BEGIN ISOLATION LEVEL SERIALIZABLE", body, b).await
+                            transaction(&mut *conn.lock().await, begin, body, b).await
                         }
                     })
                     .await
@@ -163,9 +168,25 @@ async fn serialization_failure_is_retried_as_a_whole_transaction() {
         );
     }
     attempts.sort_unstable();
+    (attempts, conflicts_seen(&events))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failure_is_retried_as_a_whole_transaction() {
+    let table = Table::create("serializable", "id int primary key").await;
+    let name = &table.name;
+    // Both read the whole table before either writes: write skew.
+    let body = |worker: u32| {
+        vec![
+            format!("SELECT count(*) FROM {name}"),
+            format!("INSERT INTO {name} SELECT coalesce(max(id), 0) + {worker} FROM {name}"),
+        ]
+    };
+    let (attempts, conflicts) =
+        race("BEGIN ISOLATION LEVEL SERIALIZABLE", "", [body(1), body(2)]).await;
     assert_eq!(attempts[0], 1, "the winner commits at once");
     assert!(attempts[1] >= 2, "the loser is retried: {attempts:?}");
-    assert!(conflicts_seen(&events) >= 1, "a 40001 was seen");
+    assert!(conflicts >= 1, "a 40001 was seen");
     assert_eq!(table.count().await, 2);
     table.drop_it().await;
 }
@@ -173,62 +194,35 @@ async fn serialization_failure_is_retried_as_a_whole_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlock_is_retried_to_success() {
     let table = Table::create("deadlock", "id int primary key, v int").await;
-    {
-        let mut c = connect().await;
-        exec(
-            &mut c,
-            format!("INSERT INTO {} VALUES (1, 0), (2, 0)", table.name),
-        )
+    let name = &table.name;
+    exec(
+        &mut connect().await,
+        format!("INSERT INTO {name} VALUES (1, 0), (2, 0)"),
+    )
+    .await
+    .unwrap();
+    // Each locks one row, then wants the other's.
+    let body = |first: u32, second: u32| {
+        vec![
+            format!("UPDATE {name} SET v = v + 1 WHERE id = {first}"),
+            format!("UPDATE {name} SET v = v + 1 WHERE id = {second}"),
+        ]
+    };
+    let (attempts, conflicts) = race(
+        "BEGIN",
+        "SET deadlock_timeout = '50ms'",
+        [body(1, 2), body(2, 1)],
+    )
+    .await;
+    assert!(
+        attempts[1] >= 2,
+        "the deadlock victim is retried: {attempts:?}"
+    );
+    assert!(conflicts >= 1, "a 40P01 was seen");
+    let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT sum(v) FROM {name}")))
+        .fetch_one(&mut connect().await)
         .await
         .unwrap();
-    }
-    let barrier = Arc::new(Barrier::new(2));
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = [(1, 2), (2, 1)]
-        .into_iter()
-        .map(|(first_row, second_row)| {
-            let (barrier, retrier, name) = (
-                barrier.clone(),
-                conflict_retrier(&events),
-                table.name.clone(),
-            );
-            tokio::spawn(async move {
-                let mut conn = connect().await;
-                exec(&mut conn, "SET deadlock_timeout = '50ms'".into())
-                    .await
-                    .unwrap();
-                let conn = Arc::new(tokio::sync::Mutex::new(conn));
-                let attempts = AtomicU32::new(0);
-                retrier
-                    .run(|| {
-                        let first = attempts.fetch_add(1, Ordering::SeqCst) == 0;
-                        let body = vec![
-                            format!("UPDATE {name} SET v = v + 1 WHERE id = {first_row}"),
-                            format!("UPDATE {name} SET v = v + 1 WHERE id = {second_row}"),
-                        ];
-                        let (conn, barrier) = (conn.clone(), barrier.clone());
-                        async move {
-                            let b = if first { Some(&*barrier) } else { None };
-                            let mut conn = conn.lock().await;
-                            transaction(&mut conn, "BEGIN", body, b).await
-                        }
-                    })
-                    .await
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await
-            .unwrap()
-            .expect("both transactions commit in the end");
-    }
-    assert!(conflicts_seen(&events) >= 1, "a 40P01 was seen");
-    let mut c = connect().await;
-    let total: i64 =
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT sum(v) FROM {}", table.name)))
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
     assert_eq!(total, 4, "each transaction applied exactly once");
     table.drop_it().await;
 }
