@@ -628,12 +628,21 @@ impl Shared {
         nanos(self.clock.now().saturating_duration_since(self.base))
     }
 
-    #[inline]
+    // Always inlined, and kept this small so that it can be: the Closed
+    // check is the whole hot path; everything else is a call away.
+    #[inline(always)]
     fn acquire(&self) -> Result<Ticket, Rejected> {
         let word = self.load();
         if word.is_closed() {
             return Ok(self.closed_ticket(word));
         }
+        self.acquire_not_closed(word)
+    }
+
+    /// Turns calls away while Open on the coarse clock when it can, else
+    /// takes the slow path.
+    #[inline(never)]
+    fn acquire_not_closed(&self, word: Word) -> Result<Ticket, Rejected> {
         if word.state() == State::Open
             && let Some(remaining) = self.open_for_sure()
         {
@@ -658,7 +667,7 @@ impl Shared {
         (latest.checked_add(lag)? < until).then(|| until - latest)
     }
 
-    #[inline]
+    #[inline(always)]
     fn closed_ticket(&self, word: Word) -> Ticket {
         // 0 means "not timed", so a call at the clock's base reads as 1 ns.
         let started = if self.clock_in_closed {
@@ -754,7 +763,7 @@ impl Shared {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn complete(&self, ticket: Ticket, outcome: Outcome) {
         self.counters.add(match outcome {
             Outcome::Success => Counter::Successes,
@@ -768,7 +777,7 @@ impl Shared {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn complete_closed(&self, ticket: Ticket, outcome: Outcome) {
         let word = self.load();
         if word.generation() != ticket.generation() || outcome == Outcome::Ignored {
