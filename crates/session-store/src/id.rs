@@ -1,0 +1,114 @@
+//! Session ids: 128 random bits from the operating system's CSPRNG.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::StoreError;
+
+/// A session id: 128 bits from the OS CSPRNG, never sequential or
+/// guessable, printed as 32 lowercase hex digits. An id is a bearer secret,
+/// so `Debug` shows only its first 4 digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// A fresh random id.
+    ///
+    /// # Errors
+    /// [`StoreError::Random`] if the OS cannot supply randomness.
+    pub fn random() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        Ok(Self(bytes))
+    }
+
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// An id from its bytes (for backends that store them raw).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            StoreError::InvalidId(format!(
+                "expected 32 hex digits, got {} characters",
+                s.len()
+            ))
+        };
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+                .map_err(|_| StoreError::InvalidId("not hexadecimal".into()))?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text_and_hides_itself_in_debug() {
+        let id = SessionId::random().unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<SessionId>().unwrap(), id);
+        let debug = format!("{id:?}");
+        assert!(!debug.contains(&text[4..]), "{debug}");
+    }
+
+    #[test]
+    fn ids_do_not_repeat() {
+        let ids: std::collections::HashSet<_> =
+            (0..10_000).map(|_| SessionId::random().unwrap()).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn bad_text_is_refused() {
+        assert!("abc".parse::<SessionId>().is_err());
+        assert!("zz".repeat(16).parse::<SessionId>().is_err());
+    }
+}

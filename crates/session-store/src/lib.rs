@@ -1,0 +1,46 @@
+//! Session storage behind one [`SessionStore`] trait, so that an
+//! application can move from one backend to another unchanged.
+//!
+//! - [`MemoryStore`] (feature `memory`, default): sharded in-memory maps
+//!   with an expiry index; expired sessions are absent on read and freed by
+//!   a background sweep.
+//!
+//! Every backend gives each session a 128-bit id from the OS CSPRNG, hides
+//! expired sessions on every read, and updates by compare-and-swap on a
+//! version number, so that a stale writer gets [`StoreError::Conflict`]
+//! instead of silently losing another writer's update:
+//!
+//! ```
+//! use keel_session_store::{MemoryStore, NewSession, SessionStore, StoreConfig, StoreError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new(StoreConfig::default())?;
+//! let s = store.create(NewSession::new("client-1", "websocket")).await?;
+//! store.update(&s.id, s.version, s.data.clone()).await?;
+//! // A writer still holding the old version is told so.
+//! let stale = store.update(&s.id, s.version, s.data.clone()).await;
+//! assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+//! # Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod config;
+mod error;
+mod id;
+#[cfg(feature = "memory")]
+mod memory;
+mod session;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigError, StoreConfig};
+pub use error::StoreError;
+pub use id::SessionId;
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use memory::MemoryStore;
+pub use session::{Data, NewSession, Session};
+pub use store::SessionStore;

@@ -1,0 +1,127 @@
+//! The session record.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::SessionId;
+
+/// A session's data: a JSON object.
+pub type Data = serde_json::Map<String, serde_json::Value>;
+
+/// One session. Timestamps are milliseconds since the Unix epoch.
+///
+/// `Debug` prints neither the data nor the whole id: both may be secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Session {
+    /// The id (a bearer secret).
+    pub id: SessionId,
+    /// Who the session belongs to.
+    pub client_id: String,
+    /// How the client is connected (e.g. `"http"`, `"websocket"`).
+    pub transport: String,
+    /// When it was created.
+    pub created_at: u64,
+    /// When its data last changed.
+    pub updated_at: u64,
+    /// When it was last used; it expires `ttl` after this.
+    pub last_activity: u64,
+    /// The data.
+    pub data: Data,
+    /// Idle time after which it expires.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Bumped by every update; updates name the version they change.
+    pub version: u64,
+}
+
+impl Session {
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.saturating_add(ttl)
+    }
+
+    /// Whether it has expired at `now` (milliseconds since the epoch).
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at() <= now
+    }
+
+    /// A copy with empty data (for replacing the data without cloning it).
+    pub(crate) fn clone_without_data(&self) -> Self {
+        Self {
+            id: self.id,
+            client_id: self.client_id.clone(),
+            transport: self.transport.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_activity: self.last_activity,
+            data: Data::new(),
+            ttl: self.ttl,
+            version: self.version,
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("transport", &self.transport)
+            .field("version", &self.version)
+            .field("keys", &self.data.len())
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SessionStore::create`](crate::SessionStore::create) needs.
+#[derive(Clone, Default, PartialEq)]
+#[must_use]
+pub struct NewSession {
+    /// Who the session belongs to.
+    pub client_id: String,
+    /// How the client is connected.
+    pub transport: String,
+    /// Initial data.
+    pub data: Data,
+    /// Idle time after which it expires (the store's default when `None`).
+    pub ttl: Option<Duration>,
+}
+
+impl NewSession {
+    /// A session for `client_id` over `transport`, empty, with the default TTL.
+    pub fn new(client_id: impl Into<String>, transport: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            transport: transport.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With this initial data.
+    pub fn with_data(mut self, data: Data) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// With this TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+impl fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSession")
+            .field("client_id", &self.client_id)
+            .field("transport", &self.transport)
+            .field("keys", &self.data.len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}

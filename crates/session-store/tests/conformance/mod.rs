@@ -1,0 +1,253 @@
+//! The behaviour every backend must show, written once. A backend's test
+//! file builds its store from a config and a manual clock and calls
+//! [`run_all`].
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_session_store::{Data, ManualClock, NewSession, SessionStore, StoreConfig, StoreError};
+use serde_json::json;
+
+/// Builds a fresh, empty store of the backend under test.
+pub(crate) trait Factory {
+    type Store: SessionStore;
+    fn make(&self, config: StoreConfig, clock: ManualClock) -> Self::Store;
+}
+
+fn base() -> StoreConfig {
+    StoreConfig::default().with_default_ttl(Duration::from_secs(60))
+}
+
+fn data(key: &str, value: serde_json::Value) -> Data {
+    let mut d = Data::new();
+    d.insert(key.into(), value);
+    d
+}
+
+pub(crate) async fn run_all<F: Factory>(f: &F) {
+    create_get_delete(f).await;
+    expired_sessions_are_absent_on_every_read(f).await;
+    cleanup_frees_expired_sessions(f).await;
+    touch_slides_the_ttl(f).await;
+    stale_writers_get_a_conflict(f).await;
+    concurrent_increments_lose_no_update(f).await;
+    limits_give_clear_errors(f).await;
+    sessions_are_found_by_client(f).await;
+}
+
+async fn create_get_delete<F: Factory>(f: &F) {
+    let store = f.make(base(), ManualClock::at(1_000_000));
+    let s = store
+        .create(NewSession::new("c1", "http").with_data(data("k", json!(1))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.version, s.created_at, s.last_activity),
+        (1, 1_000_000, 1_000_000)
+    );
+    let got = store.get(&s.id).await.unwrap().expect("just created");
+    assert_eq!(got.data["k"], json!(1));
+    assert_eq!(got.client_id, "c1");
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert!(store.delete(&s.id).await.unwrap());
+    assert!(!store.delete(&s.id).await.unwrap());
+    assert!(store.get(&s.id).await.unwrap().is_none());
+    assert_eq!(store.len().await.unwrap(), 0);
+}
+
+async fn expired_sessions_are_absent_on_every_read<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base(), clock.clone());
+    let s = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(9_999));
+    assert!(store.get(&s.id).await.unwrap().is_some());
+    clock.advance(Duration::from_millis(1));
+    assert!(
+        store.get(&s.id).await.unwrap().is_none(),
+        "expired at last_activity + ttl"
+    );
+    assert!(matches!(
+        store.touch(&s.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.update(&s.id, 1, Data::new()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.by_client("c").await.unwrap().is_empty());
+}
+
+async fn cleanup_frees_expired_sessions<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base(), clock.clone());
+    for ttl in [10, 20, 30] {
+        store
+            .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(ttl)))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(store.cleanup_expired().await.unwrap(), 2);
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert_eq!(store.cleanup_expired().await.unwrap(), 0);
+}
+
+async fn touch_slides_the_ttl<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base(), clock.clone());
+    let s = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(8));
+        let touched = store.touch(&s.id).await.unwrap();
+        assert_eq!(touched.version, s.version, "touch changes no data");
+    }
+    assert!(
+        store.get(&s.id).await.unwrap().is_some(),
+        "alive 40 s later thanks to touches"
+    );
+    assert_eq!(
+        store.cleanup_expired().await.unwrap(),
+        0,
+        "the expiry index moved too"
+    );
+    clock.advance(Duration::from_secs(10));
+    assert!(store.get(&s.id).await.unwrap().is_none());
+}
+
+async fn stale_writers_get_a_conflict<F: Factory>(f: &F) {
+    let store = f.make(base(), ManualClock::at(0));
+    let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    let v2 = store.update(&s.id, 1, data("a", json!(1))).await.unwrap();
+    assert_eq!(v2.version, 2);
+    match store.update(&s.id, 1, data("b", json!(2))).await {
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let now = store.get(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        now.data,
+        data("a", json!(1)),
+        "the stale write changed nothing"
+    );
+}
+
+async fn concurrent_increments_lose_no_update<F: Factory>(f: &F) {
+    let store = Arc::new(f.make(base(), ManualClock::at(0)));
+    let s = store
+        .create(NewSession::new("c", "http").with_data(data("n", json!(0))))
+        .await
+        .unwrap();
+    let (tasks, each) = (8, 50);
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (store, id) = (store.clone(), s.id);
+            tokio::spawn(async move {
+                for _ in 0..each {
+                    loop {
+                        let cur = store.get(&id).await.unwrap().unwrap();
+                        let n = cur.data["n"].as_u64().unwrap();
+                        match store
+                            .update(&id, cur.version, data("n", json!(n + 1)))
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let last = store.get(&s.id).await.unwrap().unwrap();
+    assert_eq!(last.data["n"], json!(tasks * each));
+    assert_eq!(last.version, 1 + tasks * each);
+}
+
+async fn limits_give_clear_errors<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let config = base()
+        .with_max_sessions(Some(2))
+        .with_max_session_bytes(Some(64));
+    let store = f.make(config, clock.clone());
+    let a = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    store.create(NewSession::new("c", "http")).await.unwrap();
+    let err = store
+        .create(NewSession::new("c", "http"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooManySessions { limit: 2 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_sessions"), "{err}");
+    // An expired session does not hold a place.
+    clock.advance(Duration::from_secs(5));
+    assert!(store.get(&a.id).await.unwrap().is_none());
+    let b = store
+        .create(NewSession::new("c", "http"))
+        .await
+        .expect("the expired one made room");
+    let big = data("blob", json!("x".repeat(100)));
+    let err = store
+        .update(&b.id, b.version, big.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { limit: 64, .. }),
+        "{err}"
+    );
+    assert!(
+        store
+            .create(NewSession::new("c", "http").with_data(big))
+            .await
+            .is_err()
+    );
+}
+
+async fn sessions_are_found_by_client<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base(), clock.clone());
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        clock.advance(Duration::from_millis(1));
+        mine.push(
+            store
+                .create(NewSession::new("alice", format!("t{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+        store.create(NewSession::new("bob", "http")).await.unwrap();
+    }
+    let found: Vec<_> = store
+        .by_client("alice")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(found, mine, "oldest first");
+    assert!(store.by_client("carol").await.unwrap().is_empty());
+}

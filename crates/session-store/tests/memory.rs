@@ -1,0 +1,54 @@
+//! The conformance suite on the memory backend, and what is its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::time::Duration;
+
+use keel_session_store::{ManualClock, MemoryStore, NewSession, SessionStore, StoreConfig};
+
+mod conformance;
+
+struct Memory;
+
+impl conformance::Factory for Memory {
+    type Store = MemoryStore;
+    fn make(&self, config: StoreConfig, clock: ManualClock) -> MemoryStore {
+        MemoryStore::with_clock(config, clock).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_conforms() {
+    conformance::run_all(&Memory).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() {
+    let clock = ManualClock::at(0);
+    let config = StoreConfig::default().with_cleanup_interval(Duration::from_secs(60));
+    let store = MemoryStore::with_clock(config, clock.clone()).unwrap();
+    for _ in 0..10 {
+        store
+            .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(store.len().await.unwrap(), 10, "not swept yet");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(
+        store.len().await.unwrap(),
+        0,
+        "swept by the background task"
+    );
+    // Dropping the last handle ends the task (the runtime has none left).
+    drop(store);
+    tokio::task::yield_now().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), 0);
+}
+
+#[test]
+fn bad_config_names_the_field() {
+    let err = MemoryStore::new(StoreConfig::default().with_max_sessions(Some(0))).unwrap_err();
+    assert_eq!(err.field(), "max_sessions");
+}
