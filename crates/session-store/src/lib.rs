@@ -32,6 +32,7 @@ mod error;
 mod id;
 #[cfg(feature = "memory")]
 mod memory;
+mod observer;
 mod session;
 mod store;
 
@@ -42,5 +43,6 @@ pub use id::SessionId;
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
+pub use observer::{Event, Observer};
 pub use session::{Data, NewSession, Session};
 pub use store::SessionStore;

@@ -9,6 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, StoreConfig};
 use crate::error::StoreError;
 use crate::id::SessionId;
+use crate::observer::{Event, Events, Observer};
 use crate::session::{Data, NewSession, Session};
 use crate::store::SessionStore;
 
@@ -53,6 +54,7 @@ struct Inner {
     count: AtomicUsize,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
+    events: Events,
     sweeper: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -116,12 +118,33 @@ impl MemoryStore {
     /// # Errors
     /// A [`ConfigError`] naming the bad field.
     pub fn with_clock(config: StoreConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build(config, Arc::new(clock), Events::default())
+    }
+
+    /// A store with this config and clock that reports to `observer`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad field.
+    pub fn with_observer(
+        config: StoreConfig,
+        clock: impl Clock,
+        observer: impl Observer,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, Arc::new(clock), Events::new(observer))
+    }
+
+    fn build(
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        events: Events,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             count: AtomicUsize::new(0),
             config,
-            clock: Arc::new(clock),
+            clock,
+            events,
             sweeper: Mutex::new(None),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -207,9 +230,18 @@ impl MemoryStore {
         if current.is_expired(now) {
             shard.remove(id);
             self.inner.count.fetch_sub(1, Ordering::Relaxed);
+            self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
         }
-        let next = Arc::new(change(&current, now)?);
+        let next = match change(&current, now) {
+            Ok(next) => Arc::new(next),
+            Err(e) => {
+                if matches!(e, StoreError::Conflict { .. }) {
+                    self.inner.events.emit(Event::Conflict);
+                }
+                return Err(e);
+            }
+        };
         shard.put(Arc::clone(&next));
         Ok(next)
     }
@@ -224,6 +256,9 @@ fn sweep(inner: &Inner, now: u64) -> usize {
             .sweep(now);
     }
     inner.count.fetch_sub(removed, Ordering::Relaxed);
+    if removed > 0 {
+        inner.events.emit(Event::Expired { count: removed });
+    }
     removed
 }
 
@@ -286,6 +321,8 @@ impl SessionStore for MemoryStore {
             if !shard.sessions.contains_key(&session.id) {
                 let session = Arc::new(session);
                 shard.put(Arc::clone(&session));
+                drop(shard);
+                self.inner.events.emit(Event::Created);
                 return Ok(session);
             }
         }
@@ -338,6 +375,7 @@ impl SessionStore for MemoryStore {
         let removed = self.write(id).remove(id).is_some();
         if removed {
             self.inner.count.fetch_sub(1, Ordering::Relaxed);
+            self.inner.events.emit(Event::Deleted);
         }
         Ok(removed)
     }

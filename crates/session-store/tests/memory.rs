@@ -47,6 +47,41 @@ async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() 
     assert_eq!(metrics.num_alive_tasks(), 0);
 }
 
+#[tokio::test]
+async fn observers_hear_created_conflict_expired_and_deleted() {
+    use keel_session_store::{Data, Event};
+    use std::sync::{Arc, Mutex};
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let clock = ManualClock::at(0);
+    let store =
+        MemoryStore::with_observer(StoreConfig::default(), clock.clone(), move |e: &Event| {
+            sink.lock().unwrap().push(*e);
+        })
+        .unwrap();
+    let a = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let b = store.create(NewSession::new("c", "http")).await.unwrap();
+    store.update(&b.id, b.version, Data::new()).await.unwrap();
+    assert!(store.update(&b.id, b.version, Data::new()).await.is_err());
+    store.delete(&b.id).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    store.cleanup_expired().await.unwrap();
+    assert!(store.get(&a.id).await.unwrap().is_none());
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            Event::Created,
+            Event::Created,
+            Event::Conflict,
+            Event::Deleted,
+            Event::Expired { count: 1 }
+        ]
+    );
+}
+
 #[test]
 fn bad_config_names_the_field() {
     let err = MemoryStore::new(StoreConfig::default().with_max_sessions(Some(0))).unwrap_err();
