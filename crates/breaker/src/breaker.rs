@@ -816,7 +816,8 @@ impl Shared {
         }
     }
 
-    #[cold]
+    // Not cold: with a rate policy or a failsafe policy this is every call.
+    #[inline(never)]
     fn complete_closed_with_policies(&self, word: Word, ticket: Ticket, outcome: Outcome) {
         let now = self.now_nanos();
         let failed = outcome == Outcome::Failure;
@@ -931,23 +932,30 @@ impl Shared {
     #[cold]
     fn transition(&self, from: Word, to: State, now: u64, open_for: Option<Duration>) -> Word {
         let mut tr = lock(&self.transitions);
-        let mut word = self.load();
+        let word = self.load();
         if word.generation() != from.generation() || word.state() != from.state() {
             return word;
         }
         self.prepare(&mut tr, to, now, open_for);
+        let (from, next) = self.publish(word, to);
+        drop(tr);
+        self.emit_transition(from.state(), to);
+        next
+    }
+
+    /// Stores the first word of state `to` over `word` (under the
+    /// transitions lock); returns the word it replaced and the new one.
+    fn publish(&self, mut word: Word, to: State) -> (Word, Word) {
         let next = word.next(to);
         // Only half-open slot counts change under us (lock-free, same
-        // generation); the generation itself moves only under this lock.
+        // generation); the generation itself moves only under the lock.
         while let Err(actual) =
             self.word
                 .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
         {
             word = Word(actual);
         }
-        drop(tr);
-        self.emit_transition(word.state(), to);
-        next
+        (word, next)
     }
 
     /// Moves to `to` from any state (manual control).
@@ -955,17 +963,10 @@ impl Shared {
         let mut tr = lock(&self.transitions);
         let now = self.now_nanos();
         self.prepare(&mut tr, to, now, None);
-        let mut word = self.load();
-        let next = word.next(to);
-        while let Err(actual) =
-            self.word
-                .compare_exchange(word.0, next.0, Ordering::AcqRel, Ordering::Acquire)
-        {
-            word = Word(actual);
-        }
+        let (from, _) = self.publish(self.load(), to);
         drop(tr);
-        if word.state() != to {
-            self.emit_transition(word.state(), to);
+        if from.state() != to {
+            self.emit_transition(from.state(), to);
         }
     }
 

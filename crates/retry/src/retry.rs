@@ -78,14 +78,18 @@ impl Retrier {
     /// A [`ConfigError`] naming the bad field of `policy`.
     pub fn new(policy: RetryPolicy) -> Result<Self, ConfigError> {
         policy.validate()?;
-        Ok(Self {
+        Ok(Self::unchecked(policy))
+    }
+
+    fn unchecked(policy: RetryPolicy) -> Self {
+        Self {
             policy,
             classifier: AlwaysTransient,
             idempotency: Idempotency::Idempotent,
             budget: None,
             observer: None,
             backoff: None,
-        })
+        }
     }
 }
 
@@ -237,14 +241,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let retrier = Retrier::new(policy.clone()).unwrap_or_else(|_| Retrier {
-        policy: RetryPolicy::default()
-            .with_default(crate::Schedule::default().with_max_attempts(1)),
-        classifier: AlwaysTransient,
-        idempotency: Idempotency::Idempotent,
-        budget: None,
-        observer: None,
-        backoff: None,
+    let retrier = Retrier::new(policy.clone()).unwrap_or_else(|_| {
+        Retrier::unchecked(
+            RetryPolicy::default().with_default(crate::Schedule::default().with_max_attempts(1)),
+        )
     });
     retrier.run(operation).await
 }
