@@ -1,0 +1,110 @@
+//! What a checkout can fail with.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::ConfigError;
+
+/// The phase of a checkout (or of the pool's own work) that ran out of time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting in the queue for a free slot.
+    Wait,
+    /// Opening a new connection.
+    Connect,
+    /// Validating an idle connection before handing it out.
+    Validate,
+    /// Resetting a returned connection before reuse.
+    Reset,
+    /// Closing a connection.
+    Close,
+}
+
+impl Phase {
+    /// The phase's name, as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wait => "wait",
+            Self::Connect => "connect",
+            Self::Validate => "validate",
+            Self::Reset => "reset",
+            Self::Close => "close",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a checkout failed. `E` is the backend's error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError<E> {
+    /// A phase of the checkout took longer than its timeout.
+    #[error("pool checkout timed out in the {phase} phase after {waited:?}")]
+    Timeout {
+        /// Which phase ran out of time.
+        phase: Phase,
+        /// How long it had been going.
+        waited: Duration,
+    },
+    /// The pool was closed.
+    #[error("the pool is closed")]
+    Closed,
+    /// Opening a connection failed; the backend's error says why (a wrong
+    /// password, an unknown host, the server's connection limit).
+    #[error("could not open a database connection: {0}")]
+    Connect(#[source] E),
+}
+
+impl<E> PoolError<E> {
+    /// Whether a phase timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// Whether the pool is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+
+    /// The phase that timed out, if one did.
+    pub fn timeout_phase(&self) -> Option<Phase> {
+        match self {
+            Self::Timeout { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
+    /// Maps the backend error.
+    pub fn map_backend<F, T>(self, f: F) -> PoolError<T>
+    where
+        F: FnOnce(E) -> T,
+    {
+        match self {
+            Self::Timeout { phase, waited } => PoolError::Timeout { phase, waited },
+            Self::Closed => PoolError::Closed,
+            Self::Connect(e) => PoolError::Connect(f(e)),
+        }
+    }
+}
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError<E> {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Warming the pool (`warm = true`) could not open its connections.
+    #[error("warming the pool failed: {0}")]
+    Warm(#[source] PoolError<E>),
+    /// `build()` was called outside a tokio runtime, which the pool needs
+    /// for its maintenance task.
+    #[error("the pool must be built inside a tokio runtime")]
+    NoRuntime,
+}

@@ -1,0 +1,89 @@
+//! The backend-agnostic connection lifecycle the pool drives.
+
+use std::future::Future;
+
+/// What to do with a connection that has just been returned. Decided
+/// synchronously: release never waits and never spawns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckIn {
+    /// Put it back as it is.
+    Reuse,
+    /// Put it back, but run [`Manager::reset`] before the next checkout
+    /// hands it out (a transaction left open, session state to clear).
+    Reset,
+    /// Close it: its state is unknown or it is broken.
+    Discard,
+}
+
+/// Opens, checks, resets and closes connections of one kind. The pool
+/// applies a timeout to every method that does I/O.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use keel_pool_core::Manager;
+///
+/// /// A "connection" that is a counter: enough to show the shape.
+/// #[derive(Debug)]
+/// struct Counters;
+///
+/// impl Manager for Counters {
+///     type Connection = u64;
+///     type Error = Infallible;
+///
+///     async fn connect(&self) -> Result<u64, Infallible> {
+///         Ok(0)
+///     }
+///
+///     async fn validate(&self, _conn: &mut u64) -> Result<(), Infallible> {
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Manager: Send + Sync + 'static {
+    /// The pooled connection.
+    type Connection: Send + 'static;
+    /// What connecting, validating and resetting fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection.
+    fn connect(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+
+    /// Checks that an idle connection still works (a ping). Called only on
+    /// connections idle longer than `validate_after_idle`.
+    fn validate(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Decides, without I/O, what happens to a returned connection.
+    fn check_in(&self, conn: &mut Self::Connection) -> CheckIn {
+        let _ = conn;
+        CheckIn::Reuse
+    }
+
+    /// Brings a connection that [`check_in`](Manager::check_in) marked
+    /// `Reset` back to a clean state; runs before its next checkout.
+    fn reset(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = conn;
+        async { Ok(()) }
+    }
+
+    /// Closes a connection gracefully. The pool drops the connection
+    /// instead when this takes longer than `close_timeout`, and on paths
+    /// that must not wait (release).
+    fn close(&self, conn: Self::Connection) -> impl Future<Output = ()> + Send {
+        async move { drop(conn) }
+    }
+
+    /// Whether a connect error means the server is out of connection slots
+    /// (PostgreSQL 53300, MySQL 1040). A checkout that meets it waits for
+    /// a connection another task releases instead of failing at once.
+    fn is_exhausted(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+}

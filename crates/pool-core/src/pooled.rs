@@ -1,0 +1,134 @@
+//! The checkout guard.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use crate::manager::Manager;
+use crate::shared::{Conn, Shared};
+
+/// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the
+/// connection; dropping it returns the connection (synchronously, without
+/// I/O) and frees its slot for the next waiter.
+#[must_use = "dropping a Pooled returns its connection at once"]
+pub struct Pooled<M: Manager> {
+    conn: Option<Conn<M::Connection>>,
+    shared: Arc<Shared<M>>,
+    /// Set while the connection's state is unknown (an operation was
+    /// interrupted mid-I/O): it is closed instead of returned.
+    unknown: bool,
+}
+
+impl<M: Manager> Pooled<M> {
+    #[inline]
+    pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Connection>) -> Self {
+        Self {
+            conn: Some(conn),
+            shared,
+            unknown: false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn<M::Connection> {
+        // The option is emptied only by `detach` and `drop`, which consume self.
+        #[expect(clippy::expect_used, reason = "invariant of the guard")]
+        self.conn
+            .as_mut()
+            .expect("a Pooled holds its connection until dropped")
+    }
+
+    #[inline]
+    fn conn_ref(&self) -> &Conn<M::Connection> {
+        #[expect(clippy::expect_used, reason = "invariant of the guard")]
+        self.conn
+            .as_ref()
+            .expect("a Pooled holds its connection until dropped")
+    }
+
+    /// The connection's id within its pool (as events report it).
+    pub fn id(&self) -> u64 {
+        self.conn_ref().id
+    }
+
+    /// Marks the connection's state as unknown until
+    /// [`mark_known`](Self::mark_known): if the guard is dropped in
+    /// between (an operation was cancelled mid-I/O), the connection is
+    /// closed instead of being handed to the next caller.
+    pub fn mark_unknown(&mut self) {
+        self.unknown = true;
+    }
+
+    /// Undoes [`mark_unknown`](Self::mark_unknown) once the operation has
+    /// finished cleanly.
+    pub fn mark_known(&mut self) {
+        self.unknown = false;
+    }
+
+    /// Closes the connection instead of returning it (the caller knows it is
+    /// broken).
+    pub fn discard(mut self) {
+        self.unknown = true;
+    }
+
+    /// Takes the connection out of the pool for good. Its slot is freed;
+    /// the pool no longer counts it.
+    ///
+    /// # Panics
+    /// Never: a guard holds its connection until it is consumed.
+    pub fn detach(mut self) -> M::Connection {
+        #[expect(clippy::expect_used, reason = "invariant of the guard")]
+        let conn = self
+            .conn
+            .take()
+            .expect("a Pooled holds its connection until dropped");
+        self.shared.detach(conn.id);
+        conn.raw
+    }
+}
+
+impl<M: Manager> Deref for Pooled<M> {
+    type Target = M::Connection;
+
+    #[inline]
+    fn deref(&self) -> &M::Connection {
+        &self.conn_ref().raw
+    }
+}
+
+impl<M: Manager> DerefMut for Pooled<M> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self.conn_mut().raw
+    }
+}
+
+impl<M: Manager> AsRef<M::Connection> for Pooled<M> {
+    fn as_ref(&self) -> &M::Connection {
+        self
+    }
+}
+
+impl<M: Manager> AsMut<M::Connection> for Pooled<M> {
+    fn as_mut(&mut self) -> &mut M::Connection {
+        self
+    }
+}
+
+impl<M: Manager> Drop for Pooled<M> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.check_in(conn, self.unknown);
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pooled<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("id", &self.conn.as_ref().map(|c| c.id))
+            .field("unknown", &self.unknown)
+            .finish_non_exhaustive()
+    }
+}
