@@ -87,6 +87,9 @@ fn read_json(path: &Path) -> std::result::Result<Value, String> {
 }
 
 fn print_table(group: &str, results: &[Result]) {
+    if results.iter().any(|r| r.function == "limit") {
+        return print_throughput_table(group, results);
+    }
     let find = |name: &str| {
         results
             .iter()
@@ -110,6 +113,31 @@ fn print_table(group: &str, results: &[Result]) {
         println!(
             "| {} | {:.1} | {} | {} |",
             r.function, r.mean_ns, added_str, times
+        );
+    }
+}
+
+/// A throughput group (its entries time one operation of all tasks
+/// together): operations per second and the share of the `limit` entry's
+/// rate each reaches.
+fn print_throughput_table(group: &str, results: &[Result]) {
+    let limit = results
+        .iter()
+        .find(|r| r.function == "limit")
+        .map(|r| r.mean_ns);
+    println!("\n### {group}\n");
+    println!("| entry | ns / op | M ops / s | × limit |");
+    println!("|---|---:|---:|---:|");
+    let mut sorted: Vec<&Result> = results.iter().collect();
+    sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));
+    for r in sorted {
+        let ratio = limit.map_or("-".into(), |l| format!("{:.2}", l / r.mean_ns));
+        println!(
+            "| {} | {:.1} | {:.2} | {} |",
+            r.function,
+            r.mean_ns,
+            1e3 / r.mean_ns,
+            ratio
         );
     }
 }

@@ -22,7 +22,7 @@ use crate::shared::{Checkout, Conn, Shared, lock};
 type CheckoutResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
 
 /// A permit borrowed from the semaphore; given back on drop unless handed on.
-struct Slot<'a, M: Manager> {
+pub(crate) struct Slot<'a, M: Manager> {
     shared: &'a Shared<M>,
     armed: bool,
 }
@@ -85,9 +85,21 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// What the hot path hands to the slow one.
+pub(crate) enum Fast<'a, M: Manager> {
+    /// Done: an idle connection that needs no round trip.
+    Ready(Pooled<M>),
+    /// No free slot: queue for one.
+    Queue,
+    /// A slot, and maybe an idle connection to validate or reset first.
+    Slotted(Slot<'a, M>, Option<InFlight<'a, M>>),
+    /// The pool is closed.
+    Closed,
+}
+
 /// A connection in the middle of a validate or reset round trip: if the
 /// checkout is dropped there, its state is unknown and it is closed.
-struct InFlight<'a, M: Manager> {
+pub(crate) struct InFlight<'a, M: Manager> {
     shared: &'a Shared<M>,
     conn: Option<Conn<M::Connection>>,
 }
@@ -119,29 +131,65 @@ enum Outcome<M: Manager> {
 }
 
 impl<M: Manager> Shared<M> {
-    /// Checks out a connection.
+    /// The hot path, without awaiting: a free slot and an idle connection
+    /// that needs no round trip. Anything else goes to [`Self::acquire_slow`]
+    /// with what was gathered, so the common checkout's future stays small.
     #[inline]
-    pub(crate) async fn acquire(
-        self: &Arc<Self>,
-        at: &'static Location<'static>,
-    ) -> CheckoutResult<M> {
-        let slot = match self.permits.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                self.counters.immediate();
-                Slot::new(&**self)
+    pub(crate) fn try_fast(self: &Arc<Self>) -> Fast<'_, M> {
+        match self.permits.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => return Fast::Queue,
+            Err(TryAcquireError::Closed) => return Fast::Closed,
+        }
+        self.counters.immediate();
+        let slot = Slot::new(&**self);
+        let now = self.clock.coarse();
+        while let Some(conn) = self.pop_idle() {
+            if let Some(reason) = self.retire_reason(&conn, now) {
+                self.discard(conn, reason);
+                continue;
             }
-            Err(TryAcquireError::NoPermits) => self.wait_for_slot().await?,
-            Err(TryAcquireError::Closed) => return Err(PoolError::Closed),
+            if conn.needs_reset || self.needs_validation(&conn, now) {
+                let conn = InFlight {
+                    shared: &**self,
+                    conn: Some(conn),
+                };
+                return Fast::Slotted(slot, Some(conn));
+            }
+            slot.hand_on();
+            return Fast::Ready(Pooled::new(self.clone(), conn));
+        }
+        Fast::Slotted(slot, None)
+    }
+
+    /// The rest of a checkout the hot path could not finish.
+    pub(crate) async fn acquire_slow(self: &Arc<Self>, fast: Fast<'_, M>) -> CheckoutResult<M> {
+        let (slot, first) = match fast {
+            Fast::Ready(pooled) => return Ok(pooled),
+            Fast::Closed => return Err(PoolError::Closed),
+            Fast::Queue => (self.wait_for_slot().await?, None),
+            Fast::Slotted(slot, first) => (slot, first),
         };
-        let pooled = match self.take_idle().await {
+        let conn = match first {
+            Some(first) => match self.prepare(first).await {
+                Some(conn) => Some(conn),
+                None => self.take_idle().await,
+            },
+            None => self.take_idle().await,
+        };
+        match conn {
             Some(conn) => {
                 slot.hand_on();
-                Pooled::new(self.clone(), conn)
+                Ok(Pooled::new(self.clone(), conn))
             }
-            None if self.is_closed() => return Err(PoolError::Closed),
-            None => self.connect_for(slot).await?,
-        };
+            None if self.is_closed() => Err(PoolError::Closed),
+            None => self.connect_for(slot).await,
+        }
+    }
+
+    /// Records where a checkout was taken, when leak detection is on.
+    #[inline]
+    pub(crate) fn track(&self, pooled: &Pooled<M>, at: &'static Location<'static>) {
         if let Some(checkouts) = &self.checkouts {
             let since_ms = self.clock.coarse();
             lock(checkouts).insert(
@@ -153,7 +201,6 @@ impl<M: Manager> Shared<M> {
                 },
             );
         }
-        Ok(pooled)
     }
 
     async fn wait_for_slot(&self) -> Result<Slot<'_, M>, PoolError<M::Error>> {
@@ -195,6 +242,10 @@ impl<M: Manager> Shared<M> {
             if !conn.needs_reset && !self.needs_validation(&conn, now) {
                 return Some(conn);
             }
+            let conn = InFlight {
+                shared: self,
+                conn: Some(conn),
+            };
             if let Some(conn) = self.prepare(conn).await {
                 return Some(conn);
             }
@@ -203,11 +254,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Resets or validates an idle connection, under the phase's timeout.
-    async fn prepare(&self, conn: Conn<M::Connection>) -> Option<Conn<M::Connection>> {
-        let mut in_flight = InFlight {
-            shared: self,
-            conn: Some(conn),
-        };
+    async fn prepare(&self, mut in_flight: InFlight<'_, M>) -> Option<Conn<M::Connection>> {
         let conn = in_flight.conn.as_mut()?;
         let (phase, limit) = if conn.needs_reset {
             (Phase::Reset, self.config.reset_timeout)

@@ -2,7 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-mod acquire;
+pub(crate) mod acquire;
 mod clock;
 mod config;
 mod error;

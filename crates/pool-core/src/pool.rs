@@ -78,7 +78,15 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
         let at = Location::caller();
-        self.shared.acquire(at)
+        async move {
+            let pooled = match self.shared.try_fast() {
+                crate::acquire::Fast::Ready(pooled) => pooled,
+                // Boxed so the hot path's future stays a few words.
+                other => Box::pin(self.shared.acquire_slow(other)).await?,
+            };
+            self.shared.track(&pooled, at);
+            Ok(pooled)
+        }
     }
 
     /// A snapshot of the pool's sizes and counters.
