@@ -12,8 +12,24 @@ mod observer;
 mod pool;
 mod pooled;
 mod shared;
+#[cfg(feature = "sqlx")]
+mod sqlx;
 mod stats;
+#[cfg(feature = "sqlx")]
+mod url;
 
+#[cfg(feature = "mysql")]
+pub use crate::sqlx::MySqlManager;
+#[cfg(feature = "postgres")]
+pub use crate::sqlx::PgManager;
+#[cfg(feature = "sqlite")]
+pub use crate::sqlx::SqliteManager;
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::sqlx::{SqlxManager, is_too_many_connections};
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::url::{Backend, DatabaseUrl, UrlError, UrlPart};
 pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
 pub use manager::{CheckIn, Manager};

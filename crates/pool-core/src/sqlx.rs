@@ -1,0 +1,148 @@
+//! A [`Manager`] for any sqlx connection: PostgreSQL, MySQL / MariaDB and
+//! SQLite through one generic adapter.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::{ConnectOptions, Connection};
+
+use crate::manager::{CheckIn, Manager};
+use crate::url::{DatabaseUrl, UrlError, UrlPart};
+
+/// Pools sqlx connections of type `C`.
+///
+/// - validation is a `ping` (only after `validate_after_idle`);
+/// - a connection returned inside a transaction, or with a rollback sqlx
+///   queued when a `Transaction` was dropped, is reset (the rollback is
+///   flushed) before its next checkout, and closed if that fails;
+/// - the server's "too many connections" (PostgreSQL 53300, MySQL 1040)
+///   makes a checkout wait for a connection another task returns;
+/// - `Debug` shows the URL with the password redacted.
+pub struct SqlxManager<C: Connection> {
+    options: C::Options,
+}
+
+/// PostgreSQL connections.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub type PgManager = SqlxManager<sqlx::PgConnection>;
+
+/// MySQL and MariaDB connections.
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub type MySqlManager = SqlxManager<sqlx::MySqlConnection>;
+
+/// SQLite connections.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub type SqliteManager = SqlxManager<sqlx::SqliteConnection>;
+
+impl<C: Connection> SqlxManager<C> {
+    /// A manager connecting with `options`.
+    pub fn new(options: C::Options) -> Self {
+        Self { options }
+    }
+
+    /// A manager for a database URL.
+    ///
+    /// # Errors
+    /// [`UrlError`] naming the bad part (never echoing the password) when
+    /// the URL does not parse or the driver rejects an option.
+    pub fn from_url(url: &DatabaseUrl) -> Result<Self, UrlError> {
+        let options = C::Options::from_str(url.expose()).map_err(|e| {
+            // The driver's message may quote the URL: keep it only if it
+            // holds no secret.
+            let message = e.to_string();
+            let password = url::Url::parse(url.expose())
+                .ok()
+                .and_then(|u| u.password().map(str::to_owned));
+            let safe = password.is_none_or(|p| p.is_empty() || !message.contains(&p));
+            UrlError::new(
+                UrlPart::Options,
+                if safe {
+                    message
+                } else {
+                    "rejected by the driver".to_owned()
+                },
+            )
+        })?;
+        Ok(Self::new(options))
+    }
+
+    /// The connect options.
+    pub fn options(&self) -> &C::Options {
+        &self.options
+    }
+}
+
+impl<C: Connection> fmt::Debug for SqlxManager<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut url = self.options.to_url_lossy();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        f.debug_struct("SqlxManager")
+            .field("url", &url.as_str())
+            .finish()
+    }
+}
+
+/// Whether an sqlx error is the server refusing a connection for lack of
+/// slots: PostgreSQL `53300 too_many_connections` (server-wide or a role's
+/// `CONNECTION LIMIT`); MySQL / MariaDB 1040 (server-wide), 1203 and 1226
+/// (a user's connection limit).
+pub fn is_too_many_connections(error: &sqlx::Error) -> bool {
+    let Some(db) = error.as_database_error() else {
+        return false;
+    };
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1040 | 1203 | 1226);
+    }
+    db.code()
+        .is_some_and(|code| code == "53300" || code == "08004")
+}
+
+impl<C> Manager for SqlxManager<C>
+where
+    C: Connection + 'static,
+{
+    type Connection = C;
+    type Error = sqlx::Error;
+
+    fn connect(&self) -> impl Future<Output = Result<C, sqlx::Error>> + Send {
+        self.options.connect()
+    }
+
+    fn validate(&self, conn: &mut C) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        conn.ping()
+    }
+
+    fn check_in(&self, conn: &mut C) -> CheckIn {
+        if conn.is_in_transaction() || conn.should_flush() {
+            CheckIn::Reset
+        } else {
+            CheckIn::Reuse
+        }
+    }
+
+    async fn reset(&self, conn: &mut C) -> Result<(), sqlx::Error> {
+        // A dropped sqlx Transaction queues its ROLLBACK; flush sends it.
+        conn.flush().await?;
+        if conn.is_in_transaction() {
+            return Err(sqlx::Error::Protocol(
+                "connection still inside a transaction after reset".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn close(&self, conn: C) {
+        // Best effort: the pool drops the connection if this stalls.
+        let _ = conn.close().await;
+    }
+
+    fn is_exhausted(&self, error: &sqlx::Error) -> bool {
+        is_too_many_connections(error)
+    }
+}

@@ -1,0 +1,149 @@
+//! The pool against the real PostgreSQL at 127.0.0.1:5432 (user postgres,
+//! trust auth, database `test`).
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::time::Duration;
+
+use keel_pool_core::{DatabaseUrl, Event, PgManager, Pool, PoolError};
+
+const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn manager(url: &str) -> PgManager {
+    PgManager::from_url(&url.parse::<DatabaseUrl>().unwrap()).unwrap()
+}
+
+async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn checkouts_run_queries_and_reuse_connections() {
+    let pool = Pool::builder(manager(URL))
+        .max_size(2)
+        .build()
+        .await
+        .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let pid = backend_pid(&mut conn).await;
+    drop(conn);
+    let mut again = pool.get().await.unwrap();
+    assert_eq!(
+        backend_pid(&mut again).await,
+        pid,
+        "LIFO hands back the same session"
+    );
+    assert!(!format!("{:?}", pool.manager()).contains("password"));
+}
+
+#[tokio::test]
+async fn an_unknown_role_fails_at_once_with_the_servers_auth_error() {
+    let pool = Pool::builder(manager(
+        "postgres://keel_no_such_role:pw@127.0.0.1:5432/test",
+    ))
+    .connect_timeout(Duration::from_secs(30))
+    .build()
+    .await
+    .unwrap();
+    let err = pool.get().await.unwrap_err();
+    let PoolError::Connect(sqlx::Error::Database(db)) = &err else {
+        panic!("expected the server's error, got {err:?}");
+    };
+    assert_eq!(db.code().as_deref(), Some("28000"), "{db}");
+    assert!(err.to_string().contains("keel_no_such_role"), "{err}");
+    assert!(!err.to_string().contains(":pw@"));
+}
+
+#[tokio::test]
+async fn terminated_sessions_are_replaced_never_handed_out() {
+    let pool = Pool::builder(manager(URL))
+        .max_size(4)
+        .validate_after_idle(Some(Duration::ZERO))
+        .build()
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        let mut c = pool.get().await.unwrap();
+        pids.push(backend_pid(&mut c).await);
+        held.push(c);
+    }
+    drop(held);
+    let mut admin = sqlx::PgConnection::connect_with(manager(URL).options())
+        .await
+        .unwrap();
+    for pid in &pids {
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed);
+    }
+    // Every checkout works, on a live session that is none of the dead ones.
+    for _ in 0..8 {
+        let mut c = pool.get().await.unwrap();
+        let pid = backend_pid(&mut c).await;
+        assert!(!pids.contains(&pid), "a terminated session was handed out");
+    }
+    assert_eq!(pool.stats().closed.invalid, 4);
+}
+
+use sqlx::Connection;
+
+/// A role allowed two connections: the server refuses a third with 53300.
+async fn limited_role() -> String {
+    let mut admin = sqlx::PgConnection::connect(URL).await.unwrap();
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keel_limited') THEN
+                CREATE ROLE keel_limited LOGIN CONNECTION LIMIT 2;
+            END IF;
+         END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    "postgres://keel_limited@127.0.0.1:5432/test".to_owned()
+}
+
+#[tokio::test]
+async fn too_many_connections_hands_the_waiter_a_released_connection() {
+    let url = limited_role().await;
+    let refused = std::sync::Arc::new(tokio::sync::Notify::new());
+    let seen = refused.clone();
+    let pool = Pool::builder(manager(&url))
+        .max_size(4)
+        .wait_timeout(Duration::from_secs(10))
+        .observer(move |e: &Event<'_>| {
+            if matches!(e, Event::ConnectFailed { .. }) {
+                seen.notify_one();
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut a = pool.get().await.unwrap();
+    let a_pid = backend_pid(&mut a).await;
+    let _b = pool.get().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut c = pool.get().await?;
+            Ok::<_, PoolError<sqlx::Error>>(backend_pid(&mut c).await)
+        })
+    };
+    // The server refuses the third connection (role limit: 53300)...
+    refused.notified().await;
+    // ...and the waiter gets the one released meanwhile, not the error.
+    drop(a);
+    let got = waiter
+        .await
+        .unwrap()
+        .expect("the waiter got the released connection");
+    assert_eq!(got, a_pid);
+}
