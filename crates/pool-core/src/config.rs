@@ -93,6 +93,11 @@ pub struct PoolConfig {
     /// was acquired (default off).
     #[serde(with = "humantime_serde")]
     pub leak_threshold: Option<Duration>,
+    /// The deadline of an operation run through the pool's service (an
+    /// operation may set its own). When it passes, the connection is closed
+    /// (default 30s; `None` for no deadline).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -113,6 +118,7 @@ impl Default for PoolConfig {
             lifetime_jitter: 0.05,
             validate_after_idle: Some(Duration::from_secs(1)),
             leak_threshold: None,
+            command_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -171,6 +177,7 @@ impl PoolConfig {
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("leak_threshold", self.leak_threshold),
+            ("command_timeout", self.command_timeout),
         ] {
             if value.is_some_and(|d| d.is_zero()) {
                 return Err(invalid(

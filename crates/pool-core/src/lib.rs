@@ -9,8 +9,11 @@ mod error;
 mod maintenance;
 mod manager;
 mod observer;
+pub mod op;
 mod pool;
 mod pooled;
+#[cfg(feature = "tower")]
+mod service;
 mod shared;
 #[cfg(feature = "sqlx")]
 mod sqlx;
@@ -36,4 +39,7 @@ pub use manager::{CheckIn, Manager};
 pub use observer::{CloseReason, Event, Observer};
 pub use pool::{CloseError, Pool, PoolBuilder};
 pub use pooled::Pooled;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use service::PoolService;
 pub use stats::{ClosedCounts, Stats, TimeoutCounts, WAIT_BUCKETS, WaitHistogram};

@@ -79,6 +79,13 @@ pub trait Manager: Send + Sync + 'static {
         async move { drop(conn) }
     }
 
+    /// Whether an error an operation returned means its connection is
+    /// broken (an I/O or protocol error), so the pool closes it.
+    fn is_fatal(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Whether a connect error means the server is out of connection slots
     /// (PostgreSQL 53300, MySQL 1040). A checkout that meets it waits for
     /// a connection another task releases instead of failing at once.

@@ -89,6 +89,13 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// The pool as a tower service of [`Operation`](crate::op::Operation)s.
+    #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+    pub fn service(&self) -> crate::PoolService<M> {
+        crate::PoolService::new(self.clone())
+    }
+
     /// A snapshot of the pool's sizes and counters.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
@@ -268,6 +275,8 @@ impl<M: Manager> PoolBuilder<M> {
         validate_after_idle: Option<Duration>;
         /// See [`PoolConfig::leak_threshold`].
         leak_threshold: Option<Duration>;
+        /// See [`PoolConfig::command_timeout`].
+        command_timeout: Option<Duration>;
     }
 
     /// Sends the pool's events to `observer`.

@@ -142,6 +142,23 @@ where
         let _ = conn.close().await;
     }
 
+    fn is_fatal(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(e) = e.downcast_ref::<sqlx::Error>() {
+                return matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                );
+            }
+            next = e.source();
+        }
+        false
+    }
+
     fn is_exhausted(&self, error: &sqlx::Error) -> bool {
         is_too_many_connections(error)
     }
