@@ -9,20 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_pool_core::{CloseReason, Event, Pool, PoolConfig, QueueMode};
-use support::Fake;
+use support::{Fake, pool};
 
 fn config() -> PoolConfig {
     let mut c = PoolConfig::default();
     c.max_size = 4;
     c
-}
-
-async fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
-    Pool::builder(fake.clone())
-        .config(config)
-        .build()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]

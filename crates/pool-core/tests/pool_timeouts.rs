@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use keel_pool_core::{Phase, Pool, PoolConfig, PoolError};
-use support::{Fake, FakeError};
+use keel_pool_core::{Phase, PoolConfig, PoolError};
+use support::{Fake, FakeError, pool};
 use tokio::time::Instant;
 
 fn config(max_size: usize) -> PoolConfig {
@@ -16,14 +16,6 @@ fn config(max_size: usize) -> PoolConfig {
     c.wait_timeout = Duration::from_millis(100);
     c.connect_timeout = Duration::from_secs(1);
     c
-}
-
-async fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
-    Pool::builder(fake.clone())
-        .config(config)
-        .build()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]

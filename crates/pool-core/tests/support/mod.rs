@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keel_pool_core::{CheckIn, Manager};
+use keel_pool_core::{CheckIn, Manager, Pool, PoolConfig};
 
 /// What the fake fails with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,4 +175,13 @@ impl Manager for Fake {
     fn is_exhausted(&self, error: &FakeError) -> bool {
         *error == FakeError::TooMany
     }
+}
+
+/// A pool over `fake` with `config`.
+pub(crate) async fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
+    Pool::builder(fake.clone())
+        .config(config)
+        .build()
+        .await
+        .unwrap()
 }
