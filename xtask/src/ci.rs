@@ -110,6 +110,10 @@ fn doc() -> Result<(), String> {
 
 fn deny() -> Result<(), String> {
     install_advisory_db()?;
+    // Offline, cargo-deny reads every platform's crates from the local
+    // registry; a build fetches only this platform's. The registry is
+    // reachable, the advisory database is not.
+    status(cargo(&["fetch", "--locked"]))?;
     status(cargo(&["deny", "--offline", "check"]))
 }
 

@@ -371,9 +371,14 @@ impl<M: Manager> Shared<M> {
 async fn connect_task<M: Manager>(slot: OwnedSlot<M>, reply: Option<oneshot::Sender<Outcome<M>>>) {
     let Some(shared) = slot.0.clone() else { return };
     let started = Instant::now();
-    let outcome = match timeout(shared.config.connect_timeout, shared.manager.connect()).await {
-        Ok(Ok(raw)) => {
-            let conn = shared.register(raw, started.elapsed());
+    let open = async {
+        let mut raw = shared.manager.connect().await?;
+        let canceller = shared.manager.canceller(&mut raw).await?;
+        Ok::<_, M::Error>((raw, canceller))
+    };
+    let outcome = match timeout(shared.config.connect_timeout, open).await {
+        Ok(Ok((raw, canceller))) => {
+            let conn = shared.register(raw, canceller, started.elapsed());
             Outcome::Connected(Pooled::new(slot.hand_on(), conn))
         }
         Ok(Err(error)) => {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod acquire;
+mod cancel;
 mod clock;
 mod config;
 mod error;
@@ -29,10 +30,11 @@ pub use crate::sqlx::PgManager;
 pub use crate::sqlx::SqliteManager;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::sqlx::{SqlxManager, is_too_many_connections};
+pub use crate::sqlx::{SqlxConnection, SqlxManager, is_too_many_connections};
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub use crate::url::{Backend, DatabaseUrl, UrlError, UrlPart};
+pub use cancel::Canceller;
 pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
 pub use manager::{CheckIn, Manager};

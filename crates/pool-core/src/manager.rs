@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use crate::cancel::Canceller;
+
 /// What to do with a connection that has just been returned. Decided
 /// synchronously: release never waits and never spawns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,19 @@ pub trait Manager: Send + Sync + 'static {
     /// that must not wait (release).
     fn close(&self, conn: Self::Connection) -> impl Future<Output = ()> + Send {
         async move { drop(conn) }
+    }
+
+    /// Captures, right after connecting (within the connect timeout), what
+    /// cancels a command this connection runs from outside it: the server's
+    /// process or connection id and where to reach it. `None` (the default)
+    /// when the backend has nothing to cancel with; then a timed-out
+    /// command is only abandoned by closing its connection.
+    fn canceller(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<Canceller>, Self::Error>> + Send {
+        let _ = conn;
+        async { Ok(None) }
     }
 
     /// Whether an error an operation returned means its connection is

@@ -87,6 +87,14 @@ pub enum Event<'a> {
         /// Which one.
         phase: Phase,
     },
+    /// The server was asked to cancel the command an abandoned operation
+    /// left running (see [`Pooled::abandon`](crate::Pooled::abandon)).
+    Cancelled {
+        /// The connection's id within its pool.
+        id: u64,
+        /// Why the cancel could not be delivered, if it could not.
+        error: Option<&'a (dyn Error + Send + Sync + 'static)>,
+    },
     /// A checkout has been held longer than `leak_threshold`.
     LeakSuspected {
         /// The connection's id within its pool.

@@ -4,7 +4,10 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
+use crate::cancel::Canceller;
 use crate::manager::Manager;
+use crate::observer::Event;
+use crate::op::BoxError;
 use crate::shared::{Conn, Shared};
 
 /// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the
@@ -51,6 +54,12 @@ impl<M: Manager> Pooled<M> {
         self.conn_ref().id
     }
 
+    /// What cancels a command running on this connection from outside it,
+    /// when the backend can (see [`Manager::canceller`]).
+    pub fn canceller(&self) -> Option<&Canceller> {
+        self.conn_ref().canceller.as_ref()
+    }
+
     /// Marks the connection's state as unknown until
     /// [`mark_known`](Self::mark_known): if the guard is dropped in
     /// between (an operation was cancelled mid-I/O), the connection is
@@ -69,6 +78,36 @@ impl<M: Manager> Pooled<M> {
     /// broken).
     pub fn discard(mut self) {
         self.unknown = true;
+    }
+
+    /// Gives up on a command running on this connection: asks the server
+    /// to cancel it (when the backend can, see [`Manager::canceller`]) and
+    /// closes the connection. Returns at once; the cancel runs in a task,
+    /// bounded by `connect_timeout`, and the connection keeps its slot
+    /// until then, since the server is still busy with it. The pool's
+    /// service calls this when an operation times out or is dropped.
+    pub fn abandon(mut self) {
+        self.unknown = true;
+        let Some(canceller) = self.canceller().cloned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let limit = shared.config.connect_timeout;
+        // If the runtime is gone the task is dropped, and `self` with it.
+        drop(shared.runtime.spawn(async move {
+            let outcome = tokio::time::timeout(limit, canceller.cancel()).await;
+            let error: Option<BoxError> = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some(format!("no answer within {limit:?}").into()),
+            };
+            self.shared.observers.emit(&Event::Cancelled {
+                id: self.id(),
+                error: error.as_deref(),
+            });
+            // Dropped while unknown: closed.
+            drop(self);
+        }));
     }
 
     /// Takes the connection out of the pool for good. Its slot is freed;

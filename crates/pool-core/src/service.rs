@@ -8,6 +8,7 @@ use tower_service::Service;
 use crate::manager::Manager;
 use crate::op::{BoxError, BoxFuture, CommandTimeout, Operation};
 use crate::pool::Pool;
+use crate::pooled::Pooled;
 
 /// Runs each [`Operation`] on a connection checked out for it, under the
 /// command timeout. Made by [`Pool::service`].
@@ -70,21 +71,53 @@ where
         let pool = self.pool.clone();
         Box::pin(async move {
             let limit = op.command_timeout().or(pool.config().command_timeout);
-            let mut conn = pool.get().await?;
-            conn.mark_unknown();
+            let mut running = Running(Some(pool.get().await?));
             let result = match limit {
-                Some(after) => match tokio::time::timeout(after, op.run(&mut conn)).await {
+                Some(after) => match tokio::time::timeout(after, op.run(running.conn())).await {
                     Ok(result) => result,
-                    // Dropping `conn` while unknown closes it.
+                    // `running` abandons the connection as it drops.
                     Err(_) => return Err(CommandTimeout { after }.into()),
                 },
-                None => op.run(&mut conn).await,
+                None => op.run(running.conn()).await,
             };
+            let mut conn = running.finish();
             match &result {
                 Err(e) if pool.manager().is_fatal(e.as_ref()) => conn.discard(),
                 _ => conn.mark_known(),
             }
             result
         })
+    }
+}
+
+/// A connection with an operation running on it. Dropped before
+/// [`finish`](Running::finish) (timeout, cancelled call) it is abandoned:
+/// the server is asked to cancel the command and the connection is closed.
+struct Running<M: Manager>(Option<Pooled<M>>);
+
+impl<M: Manager> Running<M> {
+    fn conn(&mut self) -> &mut M::Connection {
+        #[expect(clippy::expect_used, reason = "emptied only by finish and drop")]
+        let conn = self
+            .0
+            .as_mut()
+            .expect("a running operation holds its connection");
+        conn.mark_unknown();
+        conn
+    }
+
+    fn finish(mut self) -> Pooled<M> {
+        #[expect(clippy::expect_used, reason = "emptied only by finish and drop")]
+        self.0
+            .take()
+            .expect("a running operation holds its connection")
+    }
+}
+
+impl<M: Manager> Drop for Running<M> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.abandon();
+        }
     }
 }

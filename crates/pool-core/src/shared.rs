@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
+use crate::cancel::Canceller;
 use crate::clock::{PoolClock, millis};
 use crate::config::{PoolConfig, QueueMode};
 use crate::manager::{CheckIn, Manager};
@@ -30,6 +31,8 @@ pub(crate) struct Conn<C> {
     /// Pool time (ms) at which it was last returned.
     pub(crate) idle_since_ms: u64,
     pub(crate) needs_reset: bool,
+    /// Cancels a command running on it, when the backend can.
+    pub(crate) canceller: Option<Canceller>,
 }
 
 /// Where a live checkout was taken, for leak detection.
@@ -187,7 +190,12 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Wraps a freshly opened connection.
-    pub(crate) fn register(&self, raw: M::Connection, took: Duration) -> Conn<M::Connection> {
+    pub(crate) fn register(
+        &self,
+        raw: M::Connection,
+        canceller: Option<Canceller>,
+        took: Duration,
+    ) -> Conn<M::Connection> {
         let now = self.clock.refresh();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::AcqRel);
@@ -200,6 +208,7 @@ impl<M: Manager> Shared<M> {
             expires_ms: self.expiry(now),
             idle_since_ms: now,
             needs_reset: false,
+            canceller,
         }
     }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use sqlx::{ConnectOptions, Connection};
 
+use crate::cancel::Canceller;
 use crate::manager::{CheckIn, Manager};
 use crate::url::{DatabaseUrl, UrlError, UrlPart};
 
@@ -103,9 +104,100 @@ pub fn is_too_many_connections(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "53300" || code == "08004")
 }
 
+/// The sqlx connection types [`SqlxManager`] pools, each with its way to
+/// cancel a running command from outside the connection:
+///
+/// - PostgreSQL: the backend's pid is read at connect
+///   (`pg_backend_pid()`); a cancel opens a short side connection with the
+///   same options and runs `pg_cancel_backend(pid)`;
+/// - MySQL / MariaDB: likewise with `CONNECTION_ID()` and `KILL QUERY id`;
+/// - SQLite: none (the database is in process; an abandoned statement
+///   stops when its connection closes).
+pub trait SqlxConnection: Connection + sealed::Sealed {
+    /// Captures what cancels this connection's commands; `options` are the
+    /// ones it was opened with, reused for the side connection.
+    fn canceller(
+        &mut self,
+        options: &Self::Options,
+    ) -> impl Future<Output = Result<Option<Canceller>, sqlx::Error>> + Send;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A canceller that opens a side connection with `options` and runs `sql`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn side_connection_canceller<C: Connection>(options: &C::Options, sql: String) -> Canceller
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let options = options.clone();
+    Canceller::new(move || {
+        let options = options.clone();
+        let sql = sql.clone();
+        async move {
+            let mut side: C = options.connect().await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut side)
+                .await?;
+            let _ = side.close().await;
+            Ok::<(), crate::op::BoxError>(())
+        }
+    })
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for sqlx::PgConnection {}
+
+#[cfg(feature = "postgres")]
+impl SqlxConnection for sqlx::PgConnection {
+    async fn canceller(
+        &mut self,
+        options: &sqlx::postgres::PgConnectOptions,
+    ) -> Result<Option<Canceller>, sqlx::Error> {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *self)
+            .await?;
+        // An integer, formatted: nothing to inject.
+        let sql = format!("SELECT pg_cancel_backend({pid})");
+        Ok(Some(side_connection_canceller::<Self>(options, sql)))
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl sealed::Sealed for sqlx::MySqlConnection {}
+
+#[cfg(feature = "mysql")]
+impl SqlxConnection for sqlx::MySqlConnection {
+    async fn canceller(
+        &mut self,
+        options: &sqlx::mysql::MySqlConnectOptions,
+    ) -> Result<Option<Canceller>, sqlx::Error> {
+        let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+            .fetch_one(&mut *self)
+            .await?;
+        let sql = format!("KILL QUERY {id}");
+        Ok(Some(side_connection_canceller::<Self>(options, sql)))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for sqlx::SqliteConnection {}
+
+#[cfg(feature = "sqlite")]
+impl SqlxConnection for sqlx::SqliteConnection {
+    async fn canceller(
+        &mut self,
+        _options: &sqlx::sqlite::SqliteConnectOptions,
+    ) -> Result<Option<Canceller>, sqlx::Error> {
+        Ok(None)
+    }
+}
+
 impl<C> Manager for SqlxManager<C>
 where
-    C: Connection + 'static,
+    C: SqlxConnection + 'static,
 {
     type Connection = C;
     type Error = sqlx::Error;
@@ -116,6 +208,13 @@ where
 
     fn validate(&self, conn: &mut C) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
         conn.ping()
+    }
+
+    fn canceller(
+        &self,
+        conn: &mut C,
+    ) -> impl Future<Output = Result<Option<Canceller>, sqlx::Error>> + Send {
+        conn.canceller(&self.options)
     }
 
     fn check_in(&self, conn: &mut C) -> CheckIn {

@@ -1,13 +1,18 @@
 //! The pool against the real MariaDB at 127.0.0.1:3306 (root, empty
 //! password, database `test`).
-#![cfg(feature = "mysql")]
+#![cfg(all(feature = "mysql", feature = "tower"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_pool_core::op::{self, CommandTimeout};
 use keel_pool_core::{DatabaseUrl, Event, MySqlManager, Pool, PoolError};
 use sqlx::Connection;
+use tower::ServiceExt;
+
+mod support;
+use support::eventually;
 
 const URL: &str = "mysql://root@127.0.0.1:3306/test";
 
@@ -91,4 +96,50 @@ async fn a_users_connection_limit_hands_the_waiter_a_released_connection() {
     refused.notified().await;
     drop(a);
     assert_eq!(waiter.await.unwrap().unwrap(), a_id);
+}
+
+/// Sessions running a statement that contains `marker`.
+async fn running(marker: &str) -> i64 {
+    let mut admin = sqlx::MySqlConnection::connect(URL).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.PROCESSLIST \
+         WHERE COMMAND <> 'Sleep' AND INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()",
+    )
+    .bind(marker)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_command_timeout_kills_the_query_on_the_server() {
+    let pool = Pool::builder(manager(URL))
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let marker = format!("keel_kill_{}", std::process::id());
+    // BENCHMARK, unlike SLEEP, never notices the client has gone.
+    let sql = format!("SELECT BENCHMARK(500000000, MD5('keel')) /* {marker} */");
+    let sleep = op::with_connection(move |c: &mut sqlx::MySqlConnection| {
+        let sql = sql.clone();
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(c)
+                .await
+                .map(drop)
+        })
+    })
+    .timeout(Duration::from_millis(300));
+    let err = pool.service().oneshot(sleep).await.unwrap_err();
+    assert!(err.downcast_ref::<CommandTimeout>().is_some(), "{err}");
+    eventually("the server stops the query", || async {
+        running(&marker).await == 0
+    })
+    .await;
+    let pool = &pool;
+    eventually("the interrupted connection is closed", || async move {
+        pool.stats().closed.broken == 1
+    })
+    .await;
 }

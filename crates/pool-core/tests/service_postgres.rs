@@ -9,12 +9,16 @@
     reason = "tests"
 )]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_pool_core::op::{self, BoxError, CommandTimeout};
-use keel_pool_core::{DatabaseUrl, PgManager, Pool};
+use keel_pool_core::{DatabaseUrl, Event, PgManager, Pool};
 use sqlx::{Connection, PgConnection};
 use tower::ServiceExt;
+
+mod support;
+use support::eventually;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -139,34 +143,76 @@ async fn a_transaction_rolls_back_when_its_future_is_dropped() {
             .await
             .is_err()
     );
+    let pool = &pool;
+    // Abandoned: the server is asked to cancel, then the connection closes.
+    eventually("its connection is closed, not reused", || async move {
+        pool.stats().closed.broken == 1
+    })
+    .await;
     assert_eq!(rows(&table).await, 0);
-    assert_eq!(
-        pool.stats().closed.broken,
-        1,
-        "its connection was closed, not reused"
-    );
-    assert_clean(&pool).await;
+    assert_clean(pool).await;
+}
+
+/// Sessions running a statement that contains `marker`.
+async fn running(marker: &str) -> i64 {
+    let mut admin = PgConnection::connect(URL).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+    )
+    .bind(marker)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn the_command_timeout_closes_the_interrupted_connection() {
-    let pool = pool().await;
-    let sleep = op::with_connection(|c: &mut PgConnection| {
+async fn the_command_timeout_cancels_the_statement_on_the_server_and_closes_the_connection() {
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let seen = cancelled.clone();
+    let url: DatabaseUrl = URL.parse().unwrap();
+    let pool = Pool::builder(PgManager::from_url(&url).unwrap())
+        .max_size(1)
+        .observer(move |e: &Event<'_>| {
+            if let Event::Cancelled { id, error } = e {
+                seen.lock()
+                    .unwrap()
+                    .push((*id, error.map(ToString::to_string)));
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let marker = format!("keel_cancel_{}", std::process::id());
+    let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+    let sleep = op::with_connection(move |c: &mut PgConnection| {
+        let sql = sql.clone();
         Box::pin(async move {
-            sqlx::query("SELECT pg_sleep(30)")
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(c)
                 .await
                 .map(drop)
         })
     })
-    .timeout(Duration::from_millis(200));
+    .timeout(Duration::from_millis(300));
     let err = pool.service().oneshot(sleep).await.unwrap_err();
     let timeout = err
         .downcast_ref::<CommandTimeout>()
         .expect("a CommandTimeout");
-    assert_eq!(timeout.after, Duration::from_millis(200));
-    assert_eq!(pool.stats().closed.broken, 1);
-    assert_clean(&pool).await;
+    assert_eq!(timeout.after, Duration::from_millis(300));
+    // Without the cancel the server would sleep on for 30 s: PostgreSQL
+    // does not notice a closed client socket until it writes.
+    eventually("the server stops the statement", || async {
+        running(&marker).await == 0
+    })
+    .await;
+    let pool = &pool;
+    eventually("the interrupted connection is closed", || async move {
+        pool.stats().closed.broken == 1
+    })
+    .await;
+    assert_eq!(cancelled.lock().unwrap().as_slice(), &[(1, None)]);
+    assert_clean(pool).await;
 }
 
 #[tokio::test]

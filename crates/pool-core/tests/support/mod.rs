@@ -185,3 +185,19 @@ pub(crate) async fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
         .await
         .unwrap()
 }
+
+/// Polls `check` until it holds; fails after 10 s (a liveness bound, not
+/// a timing claim).
+#[allow(clippy::panic, reason = "a test helper")]
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    check: impl Fn() -> F,
+) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
