@@ -18,6 +18,8 @@ mod service;
 mod shared;
 #[cfg(feature = "sqlx")]
 mod sqlx;
+#[cfg(feature = "sqlx")]
+mod statement;
 mod stats;
 #[cfg(feature = "sqlx")]
 mod url;

@@ -1,11 +1,20 @@
 //! The pool against the real PostgreSQL at 127.0.0.1:5432 (user postgres,
 //! trust auth, database `test`).
 #![cfg(feature = "postgres")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::time::Duration;
 
 use keel_pool_core::{DatabaseUrl, Event, PgManager, Pool, PoolError};
+use sqlx::Connection;
+
+mod support;
+use support::cluster::Cluster;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -93,8 +102,6 @@ async fn terminated_sessions_are_replaced_never_handed_out() {
     assert_eq!(pool.stats().closed.invalid, 4);
 }
 
-use sqlx::Connection;
-
 /// A role allowed two connections: the server refuses a third with 53300.
 async fn limited_role() -> String {
     let mut admin = sqlx::PgConnection::connect(URL).await.unwrap();
@@ -146,4 +153,50 @@ async fn too_many_connections_hands_the_waiter_a_released_connection() {
         .unwrap()
         .expect("the waiter got the released connection");
     assert_eq!(got, a_pid);
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_password() {
+    let cluster = Cluster::start();
+    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres", None))
+        .await
+        .unwrap();
+    sqlx::query("CREATE ROLE app LOGIN PASSWORD 'right-secret'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let wrong = cluster.url("app", Some("wrong-secret"));
+    let pool = Pool::builder(manager(&wrong))
+        .connect_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let err = pool.get().await.unwrap_err();
+    let PoolError::Connect(cause) = &err else {
+        panic!("expected the auth error, got {err:?}");
+    };
+    let code = cause.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("28P01"), "invalid_password: {cause}");
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        format!("{pool:?}"),
+        format!("{:?}", pool.manager()),
+    ] {
+        assert!(!shown.contains("wrong-secret"), "password shown: {shown}");
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.timeouts.connect), (0, 0));
+
+    let right = Pool::builder(manager(&cluster.url("app", Some("right-secret"))))
+        .build()
+        .await
+        .unwrap();
+    let mut conn = right.get().await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(user, "app");
 }

@@ -232,3 +232,69 @@ async fn a_pool_error_reaches_the_caller_as_itself() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn statement_helpers_execute_and_fetch() {
+    let (pool, table) = (pool().await, table("statements").await);
+    let mut svc = pool.service();
+    let insert = {
+        let table = table.clone();
+        op::execute(move || {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} SELECT generate_series(1, 3)"
+            )))
+        })
+    };
+    let done = (&mut svc).oneshot(insert).await.unwrap();
+    assert_eq!(done.rows_affected(), 3);
+
+    let select = format!("SELECT id FROM {table} ORDER BY id");
+    let ids: Vec<i32> = {
+        let select = select.clone();
+        (&mut svc)
+            .oneshot(op::fetch_all(move || {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(select.clone()))
+            }))
+            .await
+            .unwrap()
+    };
+    assert_eq!(ids, [1, 2, 3]);
+
+    let where_id = format!("SELECT id, id * 10 FROM {table} WHERE id = $1");
+    let one = {
+        let where_id = where_id.clone();
+        op::fetch_one(move || {
+            sqlx::query_as::<_, (i32, i32)>(sqlx::AssertSqlSafe(where_id.clone())).bind(2)
+        })
+    };
+    assert_eq!((&mut svc).oneshot(one).await.unwrap(), (2, 20));
+
+    let missing = {
+        let where_id = where_id.clone();
+        move || sqlx::query_as::<_, (i32, i32)>(sqlx::AssertSqlSafe(where_id.clone())).bind(9)
+    };
+    let none = (&mut svc)
+        .oneshot(op::fetch_optional(missing.clone()))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let err = (&mut svc)
+        .oneshot(op::fetch_one(missing))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::RowNotFound)
+        ),
+        "{err}"
+    );
+    let rows = (&mut svc)
+        .oneshot(op::fetch_all(move || {
+            sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+        }))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_clean(&pool).await;
+}

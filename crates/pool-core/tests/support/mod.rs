@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses part of the support module")]
 
+pub(crate) mod cluster;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
