@@ -16,22 +16,19 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use crossbeam_queue::ArrayQueue;
-use hdrhistogram::Histogram;
-use keel_benches::runtime;
+use keel_benches::{Cycle, latency, runtime, throughput};
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
 const POOL_SIZE: usize = 16;
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 
-/// One checkout and return.
-trait Checkout: Clone + Send + Sync + 'static {
-    fn cycle(&self) -> impl Future<Output = ()> + Send;
-}
+/// A foreign pool type, so the benches can implement [`Cycle`] for it.
+#[derive(Clone)]
+struct Local<P>(P);
 
 // ---- keel ----
 #[derive(Debug)]
@@ -48,9 +45,9 @@ impl keel_pool_core::Manager for Noop {
     }
 }
 
-impl Checkout for keel_pool_core::Pool<Noop> {
-    async fn cycle(&self) {
-        let conn = self.get().await.expect("keel checkout");
+impl Cycle for Local<keel_pool_core::Pool<Noop>> {
+    async fn cycle(&self, _task: usize) {
+        let conn = self.0.get().await.expect("keel checkout");
         black_box(*conn);
     }
 }
@@ -73,9 +70,9 @@ impl deadpool::managed::Manager for DeadpoolNoop {
     }
 }
 
-impl Checkout for deadpool::managed::Pool<DeadpoolNoop> {
-    async fn cycle(&self) {
-        let conn = self.get().await.expect("deadpool checkout");
+impl Cycle for Local<deadpool::managed::Pool<DeadpoolNoop>> {
+    async fn cycle(&self, _task: usize) {
+        let conn = self.0.get().await.expect("deadpool checkout");
         black_box(*conn);
     }
 }
@@ -97,9 +94,9 @@ impl bb8::ManageConnection for Bb8Noop {
     }
 }
 
-impl Checkout for bb8::Pool<Bb8Noop> {
-    async fn cycle(&self) {
-        let conn = self.get().await.expect("bb8 checkout");
+impl Cycle for Local<bb8::Pool<Bb8Noop>> {
+    async fn cycle(&self, _task: usize) {
+        let conn = self.0.get().await.expect("bb8 checkout");
         black_box(*conn);
     }
 }
@@ -119,9 +116,9 @@ impl mobc::Manager for MobcNoop {
     }
 }
 
-impl Checkout for mobc::Pool<MobcNoop> {
-    async fn cycle(&self) {
-        let conn = self.get().await.expect("mobc checkout");
+impl Cycle for Local<mobc::Pool<MobcNoop>> {
+    async fn cycle(&self, _task: usize) {
+        let conn = self.0.get().await.expect("mobc checkout");
         black_box(*conn);
     }
 }
@@ -140,8 +137,8 @@ impl FairLimit {
     }
 }
 
-impl Checkout for FairLimit {
-    async fn cycle(&self) {
+impl Cycle for FairLimit {
+    async fn cycle(&self, _task: usize) {
         let (semaphore, queue) = &*self.0;
         let permit = semaphore.acquire().await.expect("semaphore open");
         let conn = queue.pop().expect("a permit guarantees a connection");
@@ -153,10 +150,10 @@ impl Checkout for FairLimit {
 
 /// Builds every subject, with all `POOL_SIZE` connections open.
 struct Subjects {
-    keel: keel_pool_core::Pool<Noop>,
-    deadpool: deadpool::managed::Pool<DeadpoolNoop>,
-    bb8: bb8::Pool<Bb8Noop>,
-    mobc: mobc::Pool<MobcNoop>,
+    keel: Local<keel_pool_core::Pool<Noop>>,
+    deadpool: Local<deadpool::managed::Pool<DeadpoolNoop>>,
+    bb8: Local<bb8::Pool<Bb8Noop>>,
+    mobc: Local<mobc::Pool<MobcNoop>>,
     limit: FairLimit,
 }
 
@@ -184,10 +181,10 @@ impl Subjects {
                 .test_on_check_out(false)
                 .build(MobcNoop);
             let subjects = Self {
-                keel,
-                deadpool,
-                bb8,
-                mobc,
+                keel: Local(keel),
+                deadpool: Local(deadpool),
+                bb8: Local(bb8),
+                mobc: Local(mobc),
                 limit: FairLimit::new(),
             };
             // Open every connection before anything is timed.
@@ -200,13 +197,13 @@ impl Subjects {
     }
 }
 
-async fn warm<S: Checkout>(subject: &S) {
+async fn warm<S: Cycle>(subject: &S) {
     let tasks: Vec<_> = (0..POOL_SIZE)
         .map(|_| {
             let s = subject.clone();
             tokio::spawn(async move {
                 for _ in 0..100 {
-                    s.cycle().await;
+                    s.cycle(0).await;
                     tokio::task::yield_now().await;
                 }
             })
@@ -215,59 +212,6 @@ async fn warm<S: Checkout>(subject: &S) {
     for t in tasks {
         t.await.expect("warm-up task");
     }
-}
-
-/// `iters` checkouts spread over `tasks` tasks; the wall time for all.
-fn throughput<S: Checkout>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
-    rt.block_on(async {
-        let per_task = iters.div_ceil(tasks as u64);
-        let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let (s, start) = (subject.clone(), start.clone());
-                tokio::spawn(async move {
-                    start.wait().await;
-                    for _ in 0..per_task {
-                        s.cycle().await;
-                    }
-                })
-            })
-            .collect();
-        start.wait().await;
-        let began = Instant::now();
-        for h in handles {
-            h.await.expect("bench task");
-        }
-        began.elapsed()
-    })
-}
-
-/// Acquire latency of `ops` checkouts spread over `tasks` tasks.
-fn latency<S: Checkout>(rt: &Runtime, subject: &S, tasks: usize, ops: u64) -> Histogram<u64> {
-    rt.block_on(async {
-        let per_task = ops.div_ceil(tasks as u64);
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let s = subject.clone();
-                tokio::spawn(async move {
-                    let mut h = Histogram::<u64>::new(3).expect("histogram");
-                    for _ in 0..per_task {
-                        let asked = Instant::now();
-                        s.cycle().await;
-                        let nanos = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        h.saturating_record(nanos);
-                    }
-                    h
-                })
-            })
-            .collect();
-        let mut all = Histogram::<u64>::new(3).expect("histogram");
-        for handle in handles {
-            all.add(handle.await.expect("bench task"))
-                .expect("same histogram shape");
-        }
-        all
-    })
 }
 
 fn pools(c: &mut Criterion) {

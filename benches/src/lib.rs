@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
+use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
 
@@ -122,4 +123,73 @@ pub fn bench<S: Subject>(
 /// A group title: "`what`, 1 task" or "`what`, N tasks".
 pub fn title(what: &str, tasks: usize) -> String {
     format!("{what}, {tasks} task{}", if tasks == 1 { "" } else { "s" })
+}
+
+/// One unit of work of a throughput benchmark (a checkout and return, a
+/// query), run by many tasks at once. Clones share the subject under test;
+/// `task` numbers the running task, for subjects that give each task its
+/// own resource (one connection per task).
+pub trait Cycle: Clone + Send + Sync + 'static {
+    /// One cycle on task number `task`.
+    fn cycle(&self, task: usize) -> impl Future<Output = ()> + Send;
+}
+
+/// `iters` cycles spread over `tasks` tasks started together; the wall
+/// time for all of them.
+///
+/// # Panics
+/// If a bench task panics.
+pub fn throughput<S: Cycle>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
+    rt.block_on(async {
+        let per_task = iters.div_ceil(tasks as u64);
+        let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let (s, start) = (subject.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    for _ in 0..per_task {
+                        s.cycle(task).await;
+                    }
+                })
+            })
+            .collect();
+        start.wait().await;
+        let began = Instant::now();
+        for h in handles {
+            h.await.expect("bench task");
+        }
+        began.elapsed()
+    })
+}
+
+/// The latency of each of `ops` cycles spread over `tasks` tasks.
+///
+/// # Panics
+/// If a bench task panics.
+pub fn latency<S: Cycle>(rt: &Runtime, subject: &S, tasks: usize, ops: u64) -> Histogram<u64> {
+    rt.block_on(async {
+        let per_task = ops.div_ceil(tasks as u64);
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let s = subject.clone();
+                tokio::spawn(async move {
+                    let mut h = Histogram::<u64>::new(3).expect("histogram");
+                    for _ in 0..per_task {
+                        let asked = Instant::now();
+                        s.cycle(task).await;
+                        let nanos = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        h.saturating_record(nanos);
+                    }
+                    h
+                })
+            })
+            .collect();
+        let mut all = Histogram::<u64>::new(3).expect("histogram");
+        for handle in handles {
+            all.add(handle.await.expect("bench task"))
+                .expect("same histogram shape");
+        }
+        all
+    })
 }

@@ -126,18 +126,29 @@ fn print_throughput_table(group: &str, results: &[Result]) {
         .find(|r| r.function == "limit")
         .map(|r| r.mean_ns);
     println!("\n### {group}\n");
-    println!("| entry | ns / op | M ops / s | × limit |");
+    println!("| entry | ns / op | ops / s | × limit |");
     println!("|---|---:|---:|---:|");
     let mut sorted: Vec<&Result> = results.iter().collect();
     sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));
     for r in sorted {
         let ratio = limit.map_or("-".into(), |l| format!("{:.2}", l / r.mean_ns));
         println!(
-            "| {} | {:.1} | {:.2} | {} |",
+            "| {} | {:.1} | {} | {} |",
             r.function,
             r.mean_ns,
-            1e3 / r.mean_ns,
+            rate(1e9 / r.mean_ns),
             ratio
         );
+    }
+}
+
+/// A rate with a unit that keeps three significant digits: `7.52M`, `41.3K`.
+fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2}M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1}K", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}")
     }
 }

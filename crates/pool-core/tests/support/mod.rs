@@ -57,10 +57,28 @@ pub(crate) struct State {
     pub(crate) validate_delay: Mutex<Duration>,
     /// Connects block while this is set.
     pub(crate) connect_gate: AtomicBool,
+    /// Connects and validations in progress.
+    pub(crate) busy: AtomicUsize,
     live: Mutex<HashSet<u64>>,
     /// All handles of live connections, so a test can kill them.
     pub(crate) handles: Mutex<Vec<Arc<AtomicBool>>>,
     next: AtomicU64,
+}
+
+/// Counts an operation in progress, until it ends or is dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +122,11 @@ impl Fake {
         self.state.validations.load(Ordering::SeqCst)
     }
 
+    /// Connects and validations in progress.
+    pub(crate) fn busy(&self) -> usize {
+        self.state.busy.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn open(&self) -> usize {
         self.state.open.load(Ordering::SeqCst)
     }
@@ -115,6 +138,7 @@ impl Manager for Fake {
 
     async fn connect(&self) -> Result<FakeConn, FakeError> {
         self.state.connect_attempts.fetch_add(1, Ordering::SeqCst);
+        let _busy = Busy::new(&self.state.busy);
         let delay = *self.state.connect_delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -142,6 +166,7 @@ impl Manager for Fake {
 
     async fn validate(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.state.validations.fetch_add(1, Ordering::SeqCst);
+        let _busy = Busy::new(&self.state.busy);
         let delay = *self.state.validate_delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

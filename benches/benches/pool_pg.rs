@@ -1,0 +1,302 @@
+//! `SELECT 1` on the real PostgreSQL at 127.0.0.1:5432 from 16 and 64 tasks
+//! on a 2-worker runtime, pools of 16 connections. Entries:
+//!
+//! - `limit`: bare sqlx `PgConnection`s, one per task, no pool: the rate
+//!   the server and driver allow, which every pool is measured against;
+//! - `keel`: `pool.get()` then the query; `keel service`: the same through
+//!   the pool's tower service and `op::execute`; `keel + retry + breaker`:
+//!   that service under keel's retry and circuit-breaker layers;
+//! - sqlx's `PgPool` (default: it pings on acquire; and with
+//!   `test_before_acquire(false)`), deadpool-postgres and bb8-postgres
+//!   (tokio-postgres, one simple-protocol round trip per query).
+//!
+//! After criterion, pgbench runs the same query (prepared, `-j 2`) at each
+//! concurrency and its rate is printed next to the table.
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
+#![expect(
+    clippy::print_stdout,
+    reason = "the pgbench line is the bench's report"
+)]
+
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group};
+use keel_benches::{Cycle, runtime, throughput};
+use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
+use keel_pool_core::op::{self, Statement, kind};
+use keel_pool_core::{DatabaseUrl, PgManager, Pool};
+use keel_retry::service::RetryLayer;
+use keel_retry::{Retrier, RetryPolicy, SkipOpenBreaker, SqlxClassifier};
+use sqlx::postgres::{PgArguments, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::sync::Mutex;
+use tower::{Layer, Service, ServiceExt};
+
+const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const POOL_SIZE: usize = 16;
+const CONCURRENCY: [usize; 2] = [16, 64];
+
+/// A boxed, sendable future.
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Select = sqlx::query::Query<'static, Postgres, PgArguments>;
+type SelectOp = Statement<fn() -> Select, kind::Execute>;
+
+fn select1() -> Select {
+    sqlx::query("SELECT 1")
+}
+
+// ---- the limit: one bare connection per task ----
+#[derive(Clone)]
+struct Bare(Arc<Vec<Mutex<PgConnection>>>);
+
+impl Cycle for Bare {
+    async fn cycle(&self, task: usize) {
+        // Each task has its own connection: the lock is never contended.
+        let mut conn = self.0[task].lock().await;
+        black_box(select1().execute(&mut *conn).await.expect("bare query"));
+    }
+}
+
+// ---- keel ----
+#[derive(Clone)]
+struct Keel(Pool<PgManager>);
+
+impl Cycle for Keel {
+    async fn cycle(&self, _task: usize) {
+        let mut conn = self.0.get().await.expect("keel checkout");
+        black_box(select1().execute(&mut *conn).await.expect("keel query"));
+    }
+}
+
+/// Any tower service of the `SELECT 1` operation.
+#[derive(Clone)]
+struct Tower<S>(S);
+
+impl<S> Cycle for Tower<S>
+where
+    S: Service<SelectOp> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: std::fmt::Debug + Send + 'static,
+{
+    fn cycle(&self, _task: usize) -> impl Future<Output = ()> + Send {
+        let op: SelectOp = op::execute(select1);
+        // Boxed: an unboxed generic service future trips rustc's check that
+        // the async block is Send (a higher-ranked lifetime false positive);
+        // one allocation is noise next to a round trip.
+        let call: BoxFuture<Result<S::Response, S::Error>> = Box::pin(self.0.clone().oneshot(op));
+        async move {
+            black_box(call.await.expect("service query"));
+        }
+    }
+}
+
+fn keel_stack(
+    pool: &Pool<PgManager>,
+) -> impl Service<
+    SelectOp,
+    Response = sqlx::postgres::PgQueryResult,
+    Future: Send,
+    Error: std::fmt::Debug + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let retrier = Retrier::new(RetryPolicy::database())
+        .expect("the database policy is valid")
+        .with_classifier(SkipOpenBreaker(SqlxClassifier));
+    let breaker =
+        CircuitBreaker::new(BreakerConfig::default()).expect("the default config is valid");
+    RetryLayer::new(retrier).layer(CircuitBreakerLayer::new(breaker).layer(pool.service()))
+}
+
+// ---- sqlx's pool ----
+#[derive(Clone)]
+struct Sqlx(PgPool);
+
+impl Cycle for Sqlx {
+    async fn cycle(&self, _task: usize) {
+        black_box(select1().execute(&self.0).await.expect("sqlx query"));
+    }
+}
+
+// ---- tokio-postgres pools ----
+#[derive(Clone)]
+struct Deadpool(deadpool_postgres::Pool);
+
+impl Cycle for Deadpool {
+    async fn cycle(&self, _task: usize) {
+        let client = self.0.get().await.expect("deadpool checkout");
+        black_box(
+            client
+                .simple_query("SELECT 1")
+                .await
+                .expect("deadpool query"),
+        );
+    }
+}
+
+type Bb8Manager = bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>;
+
+#[derive(Clone)]
+struct Bb8(bb8::Pool<Bb8Manager>);
+
+impl Cycle for Bb8 {
+    async fn cycle(&self, _task: usize) {
+        let client = self.0.get().await.expect("bb8 checkout");
+        black_box(client.simple_query("SELECT 1").await.expect("bb8 query"));
+    }
+}
+
+// Each subject is opened just before its entries and closed after them:
+// all of them at once would need more than the server's 100 connections.
+
+async fn open_bare(tasks: usize) -> Bare {
+    let mut conns = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let conn = PgConnection::connect(URL).await.expect("bare connection");
+        conns.push(Mutex::new(conn));
+    }
+    Bare(Arc::new(conns))
+}
+
+async fn open_keel() -> Keel {
+    let url: DatabaseUrl = URL.parse().expect("a valid URL");
+    let pool = Pool::builder(PgManager::from_url(&url).expect("keel manager"))
+        .max_size(POOL_SIZE)
+        .min_idle(POOL_SIZE)
+        .warm(true)
+        .build()
+        .await
+        .expect("keel pool");
+    Keel(pool)
+}
+
+async fn open_sqlx(test_before_acquire: bool) -> Sqlx {
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE as u32)
+        .min_connections(POOL_SIZE as u32)
+        .test_before_acquire(test_before_acquire)
+        .connect(URL)
+        .await
+        .expect("sqlx pool");
+    Sqlx(pool)
+}
+
+fn open_deadpool() -> Deadpool {
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(URL.to_owned());
+    config.pool = Some(deadpool_postgres::PoolConfig::new(POOL_SIZE));
+    let pool = config
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .expect("deadpool pool");
+    Deadpool(pool)
+}
+
+async fn open_bb8() -> Bb8 {
+    let manager = Bb8Manager::new_from_stringlike(URL, tokio_postgres::NoTls).expect("bb8 manager");
+    let pool = bb8::Pool::builder()
+        .max_size(POOL_SIZE as u32)
+        .min_idle(Some(POOL_SIZE as u32))
+        .test_on_check_out(false)
+        .build(manager)
+        .await
+        .expect("bb8 pool");
+    Bb8(pool)
+}
+
+fn pools(c: &mut Criterion) {
+    let rt = runtime(2);
+    for tasks in CONCURRENCY {
+        let mut group = c.benchmark_group(format!("postgres SELECT 1, {tasks} tasks"));
+        macro_rules! entry {
+            ($name:literal, $subject:expr) => {
+                group.bench_function($name, |b| {
+                    b.iter_custom(|iters| throughput(&rt, &$subject, tasks, iters));
+                });
+            };
+        }
+        let bare = rt.block_on(open_bare(tasks));
+        entry!("limit", bare);
+        drop(bare);
+
+        let keel = rt.block_on(open_keel());
+        let service = Tower(keel.0.service());
+        let stack = Tower(keel_stack(&keel.0));
+        entry!("keel", keel);
+        entry!("keel service", service);
+        entry!("keel + retry + breaker", stack);
+        drop((keel, service, stack));
+
+        for (name, test) in [
+            ("sqlx PgPool", true),
+            ("sqlx PgPool (no acquire test)", false),
+        ] {
+            let sqlx = rt.block_on(open_sqlx(test));
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| throughput(&rt, &sqlx, tasks, iters));
+            });
+            rt.block_on(sqlx.0.close());
+        }
+
+        let deadpool = rt.block_on(async { open_deadpool() });
+        entry!("deadpool-postgres", deadpool);
+        drop(deadpool);
+
+        let bb8 = rt.block_on(open_bb8());
+        entry!("bb8-postgres", bb8);
+        drop(bb8);
+        group.finish();
+    }
+}
+
+/// pgbench's rate for the same query, prepared, 2 threads, 5 s.
+fn pgbench(tasks: usize) -> Result<f64, String> {
+    let script = std::env::temp_dir().join("keel-bench-select1.sql");
+    std::fs::write(&script, "SELECT 1;\n").map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("pgbench")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
+        .args(["-c", &tasks.to_string(), "-j", "2", "-T", "5", "-f"])
+        .arg(&script)
+        .arg("test")
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench's output: {text}"))
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = pools
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| "postgres pgbench".contains(f.as_str())) {
+        println!("\n### pgbench, SELECT 1 prepared, -j 2, 5 s\n");
+        println!("| tasks | queries / s |");
+        println!("|---:|---:|");
+        for tasks in CONCURRENCY {
+            match pgbench(tasks) {
+                Ok(tps) => println!("| {tasks} | {tps:.0} |"),
+                Err(e) => println!("| {tasks} | {e} |"),
+            }
+        }
+    }
+}
