@@ -163,6 +163,12 @@ pub fn throughput<S: Cycle>(rt: &Runtime, subject: &S, tasks: usize, iters: u64)
     })
 }
 
+/// 1 ns to 60 s at 3 significant digits. (An unbounded `Histogram::new`
+/// starts at 2 µs and `saturating_record` clamps instead of growing it.)
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
 /// The latency of each of `ops` cycles spread over `tasks` tasks.
 ///
 /// # Panics
@@ -174,18 +180,18 @@ pub fn latency<S: Cycle>(rt: &Runtime, subject: &S, tasks: usize, ops: u64) -> H
             .map(|task| {
                 let s = subject.clone();
                 tokio::spawn(async move {
-                    let mut h = Histogram::<u64>::new(3).expect("histogram");
+                    let mut h = latency_histogram();
                     for _ in 0..per_task {
                         let asked = Instant::now();
                         s.cycle(task).await;
                         let nanos = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        h.saturating_record(nanos);
+                        h.saturating_record(nanos.max(1));
                     }
                     h
                 })
             })
             .collect();
-        let mut all = Histogram::<u64>::new(3).expect("histogram");
+        let mut all = latency_histogram();
         for handle in handles {
             all.add(handle.await.expect("bench task"))
                 .expect("same histogram shape");
