@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
+use crate::session::Data;
+
 /// Limits and timing shared by every backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,6 +24,9 @@ pub struct StoreConfig {
     /// How often the background task removes expired sessions (default 60 s).
     #[serde(with = "humantime_serde")]
     pub cleanup_interval: Duration,
+    /// At most this many records in one session's journal (default 1024);
+    /// past it the oldest finished record is forgotten.
+    pub max_journal_records: usize,
 }
 
 impl Default for StoreConfig {
@@ -30,6 +36,7 @@ impl Default for StoreConfig {
             max_sessions: Some(1_000_000),
             max_session_bytes: Some(64 * 1024),
             cleanup_interval: Duration::from_secs(60),
+            max_journal_records: 1024,
         }
     }
 }
@@ -71,6 +78,21 @@ impl StoreConfig {
         if self.cleanup_interval < Duration::from_millis(10) {
             return bad("cleanup_interval", "must be at least 10ms");
         }
+        if self.max_journal_records == 0 {
+            return bad("max_journal_records", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// [`StoreError::TooLarge`] if `data` is over `max_session_bytes`.
+    pub(crate) fn check_size(&self, data: &Data) -> Result<(), StoreError> {
+        let Some(limit) = self.max_session_bytes else {
+            return Ok(());
+        };
+        let bytes = serialized_len(data);
+        if bytes > limit {
+            return Err(StoreError::TooLarge { bytes, limit });
+        }
         Ok(())
     }
 
@@ -95,10 +117,35 @@ impl StoreConfig {
         self
     }
 
+    /// Sets [`max_journal_records`](Self::max_journal_records).
+    #[must_use]
+    pub fn with_max_journal_records(mut self, max: usize) -> Self {
+        self.max_journal_records = max;
+        self
+    }
+
     /// Sets [`cleanup_interval`](Self::cleanup_interval).
     #[must_use]
     pub fn with_cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = interval;
         self
     }
+}
+
+/// The JSON size of `data`, without building the string.
+fn serialized_len(data: &Data) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a map of JSON values to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, data);
+    count.0
 }

@@ -1,5 +1,7 @@
 //! What can go wrong with a session store.
 
+use crate::journal::JournalStatus;
+
 /// A session store error. Messages name what went wrong and never contain
 /// a session's data.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,33 @@ pub enum StoreError {
         /// The configured limit.
         limit: usize,
     },
+    /// A journal holds `limit` records and all are still pending.
+    #[error(
+        "journal full: {limit} records are all pending (config `max_journal_records`); commit or abort some"
+    )]
+    JournalFull {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The journal has no record with this seq (never appended, or forgotten).
+    #[error("no journal record {seq}")]
+    NoJournalRecord {
+        /// The seq asked for.
+        seq: u64,
+    },
+    /// A journal record cannot move from one status to the other.
+    #[error("journal record {seq} cannot go from {from:?} to {to:?}")]
+    JournalTransition {
+        /// The record.
+        seq: u64,
+        /// Its status.
+        from: JournalStatus,
+        /// The status asked for.
+        to: JournalStatus,
+    },
+    /// A backup could not be written or read.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// A session id could not be parsed.
     #[error("invalid session id: {0}")]
     InvalidId(String),

@@ -5,6 +5,13 @@
 //!   with an expiry index; expired sessions are absent on read and freed by
 //!   a background sweep.
 //!
+//! Every backend also keeps a bounded per-session journal of operations
+//! ([`SessionStore::journal_append`], committed or aborted later), and
+//! writes and reads one backup format ([`SessionStore::backup`]: framed,
+//! checksummed, LZ4-compressed, optionally AES-256-GCM encrypted), so a
+//! backup taken from one backend restores into another; a corrupt,
+//! truncated or wrongly keyed backup is refused and restores nothing.
+//!
 //! Every backend gives each session a 128-bit id from the OS CSPRNG, hides
 //! expired sessions on every read, and updates by compare-and-swap on a
 //! version number, so that a stale writer gets [`StoreError::Conflict`]
@@ -26,20 +33,24 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+mod backup;
 mod clock;
 mod config;
 mod error;
 mod id;
+mod journal;
 #[cfg(feature = "memory")]
 mod memory;
 mod observer;
 mod session;
 mod store;
 
+pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StoreConfig};
 pub use error::StoreError;
 pub use id::SessionId;
+pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;

@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use crate::backup::{self, SessionDump};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, StoreConfig};
 use crate::error::StoreError;
 use crate::id::SessionId;
+use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::{Event, Events, Observer};
 use crate::session::{Data, NewSession, Session};
 use crate::store::SessionStore;
@@ -18,6 +20,8 @@ const SHARDS: usize = 32;
 #[derive(Default)]
 struct Shard {
     sessions: HashMap<SessionId, Arc<Session>>,
+    /// Journals of the sessions that have one; removed with the session.
+    journals: HashMap<SessionId, Journal>,
     /// (expires_at, id) for every session, so cleanup is a range split.
     expiry: BTreeSet<(u64, SessionId)>,
 }
@@ -26,6 +30,7 @@ impl Shard {
     fn remove(&mut self, id: &SessionId) -> Option<Arc<Session>> {
         let session = self.sessions.remove(id)?;
         self.expiry.remove(&(session.expires_at(), *id));
+        self.journals.remove(id);
         Some(session)
     }
 
@@ -44,6 +49,7 @@ impl Shard {
         let expired = std::mem::replace(&mut self.expiry, live);
         for (_, id) in &expired {
             self.sessions.remove(id);
+            self.journals.remove(id);
         }
         expired.len()
     }
@@ -158,8 +164,7 @@ impl MemoryStore {
     }
 
     fn shard(&self, id: &SessionId) -> &RwLock<Shard> {
-        let b = id.as_bytes();
-        &self.inner.shards[usize::from(b[0]) % SHARDS]
+        &self.inner.shards[shard_of(id)]
     }
 
     fn read(&self, id: &SessionId) -> RwLockReadGuard<'_, Shard> {
@@ -176,17 +181,6 @@ impl MemoryStore {
 
     fn now(&self) -> u64 {
         self.inner.clock.now_millis()
-    }
-
-    fn check_size(&self, data: &Data) -> Result<(), StoreError> {
-        let Some(limit) = self.inner.config.max_session_bytes else {
-            return Ok(());
-        };
-        let bytes = serialized_len(data);
-        if bytes > limit {
-            return Err(StoreError::TooLarge { bytes, limit });
-        }
-        Ok(())
     }
 
     /// Takes a place for one more session, sweeping once if the store is full.
@@ -214,14 +208,14 @@ impl MemoryStore {
         sweep(&self.inner, self.now())
     }
 
-    /// Applies `change` to a live session under its shard's write lock.
-    fn modify(
+    /// The live session `id` in a write-locked shard; an expired one is
+    /// removed on the way.
+    fn live(
         &self,
+        shard: &mut Shard,
         id: &SessionId,
-        change: impl FnOnce(&Session, u64) -> Result<Session, StoreError>,
+        now: u64,
     ) -> Result<Arc<Session>, StoreError> {
-        let now = self.now();
-        let mut shard = self.write(id);
         let current = shard
             .sessions
             .get(id)
@@ -233,6 +227,18 @@ impl MemoryStore {
             self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
         }
+        Ok(current)
+    }
+
+    /// Applies `change` to a live session under its shard's write lock.
+    fn modify(
+        &self,
+        id: &SessionId,
+        change: impl FnOnce(&Session, u64) -> Result<Session, StoreError>,
+    ) -> Result<Arc<Session>, StoreError> {
+        let now = self.now();
+        let mut shard = self.write(id);
+        let current = self.live(&mut shard, id, now)?;
         let next = match change(&current, now) {
             Ok(next) => Arc::new(next),
             Err(e) => {
@@ -245,6 +251,22 @@ impl MemoryStore {
         shard.put(Arc::clone(&next));
         Ok(next)
     }
+
+    /// Applies `change` to a live session's journal under its shard's lock.
+    fn journaled<T>(
+        &self,
+        id: &SessionId,
+        change: impl FnOnce(&mut Journal, u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let now = self.now();
+        let mut shard = self.write(id);
+        self.live(&mut shard, id, now)?;
+        change(shard.journals.entry(*id).or_default(), now)
+    }
+}
+
+fn shard_of(id: &SessionId) -> usize {
+    usize::from(id.as_bytes()[0]) % SHARDS
 }
 
 fn sweep(inner: &Inner, now: u64) -> usize {
@@ -274,41 +296,17 @@ async fn sweep_forever(store: Weak<Inner>, every: std::time::Duration) {
     }
 }
 
-/// The JSON size of `data`, without building the string.
-fn serialized_len(data: &Data) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a map of JSON values to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, data);
-    count.0
-}
-
 impl SessionStore for MemoryStore {
     async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
-        self.check_size(&new.data)?;
+        self.inner.config.check_size(&new.data)?;
         self.reserve()?;
         let now = self.now();
-        let ttl = new.ttl.unwrap_or(self.inner.config.default_ttl);
-        let mut session = Session {
-            id: SessionId::from_bytes([0; 16]),
-            client_id: new.client_id,
-            transport: new.transport,
-            created_at: now,
-            updated_at: now,
-            last_activity: now,
-            data: new.data,
-            ttl,
-            version: 1,
-        };
+        let mut session = Session::create(
+            new,
+            SessionId::from_bytes([0; 16]),
+            now,
+            self.inner.config.default_ttl,
+        );
         loop {
             session.id = match SessionId::random() {
                 Ok(id) => id,
@@ -344,31 +342,14 @@ impl SessionStore for MemoryStore {
         expected_version: u64,
         data: Data,
     ) -> Result<Arc<Session>, StoreError> {
-        self.check_size(&data)?;
+        self.inner.config.check_size(&data)?;
         self.modify(id, |current, now| {
-            if current.version != expected_version {
-                return Err(StoreError::Conflict {
-                    expected: expected_version,
-                    actual: current.version,
-                });
-            }
-            Ok(Session {
-                data,
-                updated_at: now,
-                last_activity: now,
-                version: current.version + 1,
-                ..current.clone_without_data()
-            })
+            current.updated(expected_version, data, now)
         })
     }
 
     async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
-        self.modify(id, |current, now| {
-            Ok(Session {
-                last_activity: now,
-                ..current.clone()
-            })
-        })
+        self.modify(id, |current, now| Ok(current.touched(now)))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -403,5 +384,75 @@ impl SessionStore for MemoryStore {
         }
         found.sort_by_key(|s| (s.created_at, s.id));
         Ok(found)
+    }
+
+    async fn journal_append(&self, id: &SessionId, entry: JournalEntry) -> Result<u64, StoreError> {
+        let limit = self.inner.config.max_journal_records;
+        self.journaled(id, |journal, now| journal.append(entry, now, limit))
+    }
+
+    async fn journal_mark(
+        &self,
+        id: &SessionId,
+        seq: u64,
+        status: JournalStatus,
+    ) -> Result<(), StoreError> {
+        self.journaled(id, |journal, _| journal.mark(seq, status))
+    }
+
+    async fn journal(&self, id: &SessionId) -> Result<Vec<JournalRecord>, StoreError> {
+        let now = self.now();
+        let shard = self.read(id);
+        match shard.sessions.get(id) {
+            Some(s) if !s.is_expired(now) => Ok(shard
+                .journals
+                .get(id)
+                .map(Journal::records)
+                .unwrap_or_default()),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
+        let now = self.now();
+        let mut dumps = Vec::with_capacity(self.inner.count.load(Ordering::Relaxed));
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            dumps.extend(
+                shard
+                    .sessions
+                    .values()
+                    .filter(|s| !s.is_expired(now))
+                    .map(|s| SessionDump {
+                        session: Session::clone(s),
+                        journal: shard.journals.get(&s.id).cloned().unwrap_or_default(),
+                    }),
+            );
+        }
+        Ok(dumps)
+    }
+
+    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
+        let dumps = backup::admit(dumps, &self.inner.config, self.now())?;
+        // Every shard locked at once (in order), so no reader sees a mix.
+        let mut shards: Vec<_> = self
+            .inner
+            .shards
+            .iter()
+            .map(|s| s.write().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        for shard in &mut shards {
+            **shard = Shard::default();
+        }
+        let count = dumps.len();
+        for dump in dumps {
+            let shard = &mut shards[shard_of(&dump.session.id)];
+            if !dump.journal.is_empty() {
+                shard.journals.insert(dump.session.id, dump.journal);
+            }
+            shard.put(Arc::new(dump.session));
+        }
+        self.inner.count.store(count, Ordering::Relaxed);
+        Ok(count)
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
 use crate::id::SessionId;
 
 /// A session's data: a JSON object.
@@ -49,8 +50,54 @@ impl Session {
         self.expires_at() <= now
     }
 
+    /// A fresh session (version 1) for `new`, created at `now`.
+    pub(crate) fn create(new: NewSession, id: SessionId, now: u64, default_ttl: Duration) -> Self {
+        Self {
+            id,
+            client_id: new.client_id,
+            transport: new.transport,
+            created_at: now,
+            updated_at: now,
+            last_activity: now,
+            data: new.data,
+            ttl: new.ttl.unwrap_or(default_ttl),
+            version: 1,
+        }
+    }
+
+    /// This session with `data`, if its version is `expected_version`: the
+    /// compare-and-swap every backend applies under its own lock.
+    pub(crate) fn updated(
+        &self,
+        expected_version: u64,
+        data: Data,
+        now: u64,
+    ) -> Result<Self, StoreError> {
+        if self.version != expected_version {
+            return Err(StoreError::Conflict {
+                expected: expected_version,
+                actual: self.version,
+            });
+        }
+        Ok(Self {
+            data,
+            updated_at: now,
+            last_activity: now,
+            version: self.version + 1,
+            ..self.clone_without_data()
+        })
+    }
+
+    /// This session marked active at `now` (its data and version unchanged).
+    pub(crate) fn touched(&self, now: u64) -> Self {
+        Self {
+            last_activity: now,
+            ..self.clone()
+        }
+    }
+
     /// A copy with empty data (for replacing the data without cloning it).
-    pub(crate) fn clone_without_data(&self) -> Self {
+    fn clone_without_data(&self) -> Self {
         Self {
             id: self.id,
             client_id: self.client_id.clone(),

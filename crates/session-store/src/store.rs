@@ -3,8 +3,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::backup::{self, BackupKey, BackupOptions, BackupSummary, SessionDump};
 use crate::error::StoreError;
 use crate::id::SessionId;
+use crate::journal::{JournalEntry, JournalRecord, JournalStatus};
 use crate::session::{Data, NewSession, Session};
 
 /// Session storage. Every backend behaves alike (one conformance suite
@@ -85,4 +89,94 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         client_id: &str,
     ) -> impl Future<Output = Result<Vec<Arc<Session>>, StoreError>> + Send;
+
+    /// Appends a pending record to the session's journal; returns its seq.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::JournalFull`] when the
+    /// journal is at `max_journal_records` and every record is pending.
+    fn journal_append(
+        &self,
+        id: &SessionId,
+        entry: JournalEntry,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Marks the pending journal record `seq` committed or aborted.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::NoJournalRecord`];
+    /// [`StoreError::JournalTransition`] if it is not pending.
+    fn journal_mark(
+        &self,
+        id: &SessionId,
+        seq: u64,
+        status: JournalStatus,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session's journal, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or a backend error.
+    fn journal(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Vec<JournalRecord>, StoreError>> + Send;
+
+    /// Every live session with its journal (for backups, compaction and
+    /// snapshots).
+    ///
+    /// # Errors
+    /// A backend error.
+    fn export(&self) -> impl Future<Output = Result<Vec<SessionDump>, StoreError>> + Send;
+
+    /// Replaces the whole contents with `dumps` (expired ones are skipped),
+    /// all or nothing; returns how many sessions it holds now.
+    ///
+    /// # Errors
+    /// [`StoreError::TooManySessions`] or [`StoreError::TooLarge`] (and
+    /// nothing changes), or a backend error.
+    fn import(
+        &self,
+        dumps: Vec<SessionDump>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Writes every live session and its journal to `out` in the backup
+    /// format shared by all backends (see [`BackupOptions`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Backup`] if writing fails, or a backend error.
+    fn backup<W>(
+        &self,
+        out: W,
+        options: &BackupOptions,
+    ) -> impl Future<Output = Result<BackupSummary, StoreError>> + Send
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        async move {
+            let dumps = self.export().await?;
+            Ok(backup::write(&dumps, out, options).await?)
+        }
+    }
+
+    /// Replaces the contents with a backup read from `input`, after
+    /// checking all of it: a corrupt, truncated or wrongly keyed backup
+    /// changes nothing. Returns how many live sessions it restored.
+    ///
+    /// # Errors
+    /// [`StoreError::Backup`] naming what is wrong with the backup; the
+    /// errors of [`import`](Self::import).
+    fn restore<R>(
+        &self,
+        input: R,
+        key: Option<&BackupKey>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        async move {
+            let dumps = backup::read(input, key).await?;
+            self.import(dumps).await
+        }
+    }
 }

@@ -11,7 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_session_store::{Data, ManualClock, NewSession, SessionStore, StoreConfig, StoreError};
+use keel_session_store::{
+    BackupError, BackupKey, BackupOptions, Data, JournalEntry, JournalStatus, ManualClock,
+    NewSession, SessionStore, StoreConfig, StoreError,
+};
 use serde_json::json;
 
 /// Builds a fresh, empty store of the backend under test.
@@ -39,6 +42,9 @@ pub(crate) async fn run_all<F: Factory>(f: &F) {
     concurrent_increments_lose_no_update(f).await;
     limits_give_clear_errors(f).await;
     sessions_are_found_by_client(f).await;
+    journals_keep_order_and_die_with_their_session(f).await;
+    backups_round_trip_in_every_mode(f).await;
+    a_bad_backup_changes_nothing(f).await;
 }
 
 async fn create_get_delete<F: Factory>(f: &F) {
@@ -250,4 +256,179 @@ async fn sessions_are_found_by_client<F: Factory>(f: &F) {
         .collect();
     assert_eq!(found, mine, "oldest first");
     assert!(store.by_client("carol").await.unwrap().is_empty());
+}
+
+async fn journals_keep_order_and_die_with_their_session<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base().with_max_journal_records(2), clock.clone());
+    let s = store
+        .create(NewSession::new("agent", "ws").with_ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(store.journal(&s.id).await.unwrap().is_empty());
+    let a = store
+        .journal_append(&s.id, JournalEntry::new("write", "a.txt", "h1"))
+        .await
+        .unwrap();
+    let b = store
+        .journal_append(&s.id, JournalEntry::new("write", "b.txt", "h2"))
+        .await
+        .unwrap();
+    assert_eq!((a, b), (1, 2));
+    let full = store
+        .journal_append(&s.id, JournalEntry::new("write", "c.txt", "h3"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(full, StoreError::JournalFull { limit: 2 }),
+        "{full}"
+    );
+    store
+        .journal_mark(&s.id, a, JournalStatus::Committed)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .journal_mark(&s.id, a, JournalStatus::Aborted)
+            .await
+            .is_err(),
+        "a finished record stays finished"
+    );
+    let c = store
+        .journal_append(&s.id, JournalEntry::new("delete", "c.txt", "h3"))
+        .await
+        .unwrap();
+    assert_eq!(c, 3, "seqs are never reused");
+    let history = store.journal(&s.id).await.unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|r| (r.seq, r.entry.target.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (2, "b.txt", JournalStatus::Pending),
+            (3, "c.txt", JournalStatus::Pending)
+        ],
+        "the committed record made room"
+    );
+    clock.advance(Duration::from_secs(10));
+    assert!(matches!(
+        store.journal(&s.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .journal_append(&s.id, JournalEntry::new("write", "d", "h"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// A store with sessions of several clients, one with a journal.
+async fn filled<F: Factory>(f: &F, clock: &ManualClock) -> F::Store {
+    let store = f.make(base(), clock.clone());
+    for i in 0..40 {
+        let s = store
+            .create(
+                NewSession::new(format!("c{}", i % 4), "http")
+                    .with_data(data("i", json!(i)))
+                    .with_ttl(Duration::from_secs(30 + i)),
+            )
+            .await
+            .unwrap();
+        if i == 7 {
+            let seq = store
+                .journal_append(&s.id, JournalEntry::new("write", "x", "h"))
+                .await
+                .unwrap();
+            store
+                .journal_mark(&s.id, seq, JournalStatus::Committed)
+                .await
+                .unwrap();
+        }
+    }
+    store
+}
+
+async fn backups_round_trip_in_every_mode<F: Factory>(f: &F) {
+    let clock = ManualClock::at(1_000);
+    let source = filled(f, &clock).await;
+    let mut before = source.export().await.unwrap();
+    before.sort_by_key(|d| d.session.id);
+    let key = BackupKey::generate().unwrap();
+    for (options, restore_key) in [
+        (BackupOptions::default(), None),
+        (BackupOptions::default().compress(false), None),
+        (BackupOptions::default().encrypt(key.clone()), Some(&key)),
+    ] {
+        let mut file = Vec::new();
+        let summary = source.backup(&mut file, &options).await.unwrap();
+        assert_eq!(summary.sessions, 40);
+        let target = f.make(base(), clock.clone());
+        target.create(NewSession::new("old", "http")).await.unwrap();
+        assert_eq!(target.restore(&file[..], restore_key).await.unwrap(), 40);
+        let mut after = target.export().await.unwrap();
+        after.sort_by_key(|d| d.session.id);
+        assert_eq!(
+            after, before,
+            "sessions and journals as they were, and nothing else"
+        );
+        assert_eq!(target.len().await.unwrap(), 40);
+        assert!(target.by_client("old").await.unwrap().is_empty());
+    }
+    // Sessions that expired since the backup are not brought back: TTLs
+    // run 30..=69 s, so 50 s later the 19 over 50 s are left.
+    let mut file = Vec::new();
+    source
+        .backup(&mut file, &BackupOptions::default())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(50));
+    let target = f.make(base(), clock.clone());
+    assert_eq!(target.restore(&file[..], None).await.unwrap(), 19);
+}
+
+async fn a_bad_backup_changes_nothing<F: Factory>(f: &F) {
+    let clock = ManualClock::at(1_000);
+    let source = filled(f, &clock).await;
+    let key = BackupKey::generate().unwrap();
+    let mut file = Vec::new();
+    source
+        .backup(&mut file, &BackupOptions::default().encrypt(key.clone()))
+        .await
+        .unwrap();
+    let target = f.make(base().with_max_sessions(Some(39)), clock.clone());
+    let mine = target
+        .create(NewSession::new("mine", "http"))
+        .await
+        .unwrap();
+    let mut corrupt = file.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 1;
+    let wrong = BackupKey::generate().unwrap();
+    let attempts = [
+        (&file[..file.len() - 3], Some(&key)),
+        (&corrupt[..], Some(&key)),
+        (&file[..], Some(&wrong)),
+        (&file[..], None),
+        (&file[..], Some(&key)), // 40 sessions do not fit in 39
+    ];
+    for (input, k) in attempts {
+        let err = target.restore(input, k).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Backup(
+                    BackupError::Truncated { .. }
+                        | BackupError::Corrupt { .. }
+                        | BackupError::WrongKey
+                        | BackupError::KeyRequired
+                ) | StoreError::TooManySessions { limit: 39 }
+            ),
+            "{err}"
+        );
+        assert_eq!(target.len().await.unwrap(), 1, "{err}: nothing restored");
+        assert!(target.get(&mine.id).await.unwrap().is_some(), "{err}");
+    }
 }
