@@ -50,6 +50,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+
     /// The offending field.
     pub fn field(&self) -> &'static str {
         self.field

@@ -58,6 +58,9 @@ pub enum StoreError {
         /// The status asked for.
         to: JournalStatus,
     },
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A backup could not be written or read.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),

@@ -4,6 +4,9 @@
 //! - [`MemoryStore`] (feature `memory`, default): sharded in-memory maps
 //!   with an expiry index; expired sessions are absent on read and freed by
 //!   a background sweep.
+//! - `SledStore` (feature `sled`): sessions on disk in sled; in durable
+//!   mode an acknowledged write survives `kill -9`, and concurrent writers
+//!   share each fsync (group commit).
 //!
 //! Every backend also keeps a bounded per-session journal of operations
 //! ([`SessionStore::journal_append`], committed or aborted later), and
@@ -36,18 +39,27 @@
 mod backup;
 mod clock;
 mod config;
+#[cfg(feature = "sled")]
+mod disk;
 mod error;
 mod id;
 mod journal;
+#[cfg(feature = "sled")]
+mod kv;
 #[cfg(feature = "memory")]
 mod memory;
 mod observer;
+mod population;
 mod session;
 mod store;
+mod sweeper;
 
 pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StoreConfig};
+#[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
+pub use disk::{Durability, SledConfig, SledStore};
 pub use error::StoreError;
 pub use id::SessionId;
 pub use journal::{JournalEntry, JournalRecord, JournalStatus};

@@ -2,8 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::backup::{self, SessionDump};
 use crate::clock::{Clock, SystemClock};
@@ -12,8 +11,10 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::{Event, Events, Observer};
+use crate::population::Population;
 use crate::session::{Data, NewSession, Session};
 use crate::store::SessionStore;
+use crate::sweeper::Sweeper;
 
 const SHARDS: usize = 32;
 
@@ -57,24 +58,11 @@ impl Shard {
 
 struct Inner {
     shards: Box<[RwLock<Shard>]>,
-    count: AtomicUsize,
+    count: Population,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
     events: Events,
-    sweeper: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = self
-            .sweeper
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
-    }
+    sweeper: Sweeper,
 }
 
 /// Sessions in memory: fast, and gone when the process ends. Clones share
@@ -104,7 +92,7 @@ pub struct MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("sessions", &self.inner.count.load(Ordering::Relaxed))
+            .field("sessions", &self.inner.count.get())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -147,19 +135,19 @@ impl MemoryStore {
         config.validate()?;
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            count: AtomicUsize::new(0),
+            count: Population::default(),
             config,
             clock,
             events,
-            sweeper: Mutex::new(None),
+            sweeper: Sweeper::default(),
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(&inner);
-            let every = inner.config.cleanup_interval;
-            let task = runtime.spawn(sweep_forever(weak, every));
-            *inner.sweeper.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(task.abort_handle());
-        }
+        inner.sweeper.start(
+            Arc::downgrade(&inner),
+            inner.config.cleanup_interval,
+            |inner| {
+                sweep(inner, inner.clock.now_millis());
+            },
+        );
         Ok(Self { inner })
     }
 
@@ -183,27 +171,6 @@ impl MemoryStore {
         self.inner.clock.now_millis()
     }
 
-    /// Takes a place for one more session, sweeping once if the store is full.
-    fn reserve(&self) -> Result<(), StoreError> {
-        let Some(limit) = self.inner.config.max_sessions else {
-            self.inner.count.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        let take = || {
-            self.inner
-                .count
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < limit).then_some(n + 1)
-                })
-                .is_ok()
-        };
-        if take() || (self.sweep_all() > 0 && take()) {
-            Ok(())
-        } else {
-            Err(StoreError::TooManySessions { limit })
-        }
-    }
-
     fn sweep_all(&self) -> usize {
         sweep(&self.inner, self.now())
     }
@@ -223,7 +190,7 @@ impl MemoryStore {
             .ok_or(StoreError::NotFound)?;
         if current.is_expired(now) {
             shard.remove(id);
-            self.inner.count.fetch_sub(1, Ordering::Relaxed);
+            self.inner.count.remove(1);
             self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
         }
@@ -277,29 +244,19 @@ fn sweep(inner: &Inner, now: u64) -> usize {
             .unwrap_or_else(PoisonError::into_inner)
             .sweep(now);
     }
-    inner.count.fetch_sub(removed, Ordering::Relaxed);
+    inner.count.remove(removed);
     if removed > 0 {
         inner.events.emit(Event::Expired { count: removed });
     }
     removed
 }
 
-async fn sweep_forever(store: Weak<Inner>, every: std::time::Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(inner) = store.upgrade() else { return };
-        let now = inner.clock.now_millis();
-        sweep(&inner, now);
-    }
-}
-
 impl SessionStore for MemoryStore {
     async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&new.data)?;
-        self.reserve()?;
+        self.inner
+            .count
+            .reserve(self.inner.config.max_sessions, || self.sweep_all())?;
         let now = self.now();
         let mut session = Session::create(
             new,
@@ -311,7 +268,7 @@ impl SessionStore for MemoryStore {
             session.id = match SessionId::random() {
                 Ok(id) => id,
                 Err(e) => {
-                    self.inner.count.fetch_sub(1, Ordering::Relaxed);
+                    self.inner.count.remove(1);
                     return Err(e);
                 }
             };
@@ -355,7 +312,7 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let removed = self.write(id).remove(id).is_some();
         if removed {
-            self.inner.count.fetch_sub(1, Ordering::Relaxed);
+            self.inner.count.remove(1);
             self.inner.events.emit(Event::Deleted);
         }
         Ok(removed)
@@ -366,7 +323,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn len(&self) -> Result<usize, StoreError> {
-        Ok(self.inner.count.load(Ordering::Relaxed))
+        Ok(self.inner.count.get())
     }
 
     async fn by_client(&self, client_id: &str) -> Result<Vec<Arc<Session>>, StoreError> {
@@ -415,7 +372,7 @@ impl SessionStore for MemoryStore {
 
     async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
         let now = self.now();
-        let mut dumps = Vec::with_capacity(self.inner.count.load(Ordering::Relaxed));
+        let mut dumps = Vec::with_capacity(self.inner.count.get());
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
             dumps.extend(
@@ -452,7 +409,7 @@ impl SessionStore for MemoryStore {
             }
             shard.put(Arc::new(dump.session));
         }
-        self.inner.count.store(count, Ordering::Relaxed);
+        self.inner.count.set(count);
         Ok(count)
     }
 }

@@ -18,6 +18,11 @@ pub enum Event {
     },
     /// A compare-and-swap update lost to a newer version.
     Conflict,
+    /// What a disk backend occupies, reported after each cleanup.
+    SizeOnDisk {
+        /// Bytes.
+        bytes: u64,
+    },
 }
 
 /// Receives a store's [`Event`]s, synchronously; keep it quick.

@@ -1,0 +1,670 @@
+//! The sled backend: sessions on disk, surviving a crash.
+//!
+//! One sled tree holds three key spaces, so that a session, its expiry
+//! index entry and its journal always change in one atomic batch:
+//! `s` + id → the session (JSON), `x` + expiry (big-endian ms) + id → (),
+//! `j` + id → the journal (JSON). Cleanup is a range scan over `x` up to
+//! now. Writes to one session are serialised by a striped lock (sled
+//! holds the directory lock, so no other process writes).
+
+mod commit;
+mod engine;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{self, SessionDump};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, StoreConfig};
+use crate::error::StoreError;
+use crate::id::SessionId;
+use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
+use crate::kv::{Batch, Engine};
+use crate::observer::{Event, Events, Observer};
+use crate::population::Population;
+use crate::session::{Data, NewSession, Session};
+use crate::store::SessionStore;
+use crate::sweeper::Sweeper;
+use commit::GroupCommit;
+
+const STRIPES: usize = 64;
+const SESSION: u8 = b's';
+const EXPIRY: u8 = b'x';
+const JOURNAL: u8 = b'j';
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Durability {
+    /// A write returns only once it is on disk (fsync): acknowledged
+    /// writes survive a crash of the process or the machine. Concurrent
+    /// writers share one fsync (group commit), so throughput grows with
+    /// concurrency while each write still waits for one.
+    Durable,
+    /// A write returns once applied in memory; everything is flushed every
+    /// `flush_every`, so a crash loses at most that window of writes (the
+    /// store still reopens consistent: batches are atomic).
+    Relaxed {
+        /// How often to flush.
+        #[serde(with = "humantime_serde")]
+        flush_every: Duration,
+    },
+}
+
+/// Where and how the sled backend keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SledConfig {
+    /// The database directory (created if missing).
+    pub path: PathBuf,
+    /// When writes are acknowledged (default [`Durability::Durable`]).
+    #[serde(default = "durable")]
+    pub durability: Durability,
+    /// sled's page cache, in bytes (default 256 MiB).
+    #[serde(default = "default_cache")]
+    pub cache_bytes: u64,
+}
+
+fn durable() -> Durability {
+    Durability::Durable
+}
+
+fn default_cache() -> u64 {
+    256 << 20
+}
+
+impl SledConfig {
+    /// Durable writes in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            durability: Durability::Durable,
+            cache_bytes: default_cache(),
+        }
+    }
+
+    /// With this durability.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+struct Inner {
+    engine: Arc<dyn Engine>,
+    stripes: Box<[Mutex<()>]>,
+    count: Population,
+    config: StoreConfig,
+    sled: SledConfig,
+    clock: Arc<dyn Clock>,
+    events: Events,
+    commit: GroupCommit,
+    sweeper: Sweeper,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A clean shutdown loses nothing, even in relaxed mode; there is
+        // no one left to tell if this fails.
+        let _ = self.engine.flush();
+    }
+}
+
+/// Sessions in a sled database on disk (DETS-like): they survive restarts,
+/// and in [`Durability::Durable`] mode every acknowledged write survives a
+/// crash (`kill -9`, power loss). Clones share the store; the directory is
+/// locked while it is open. Expired sessions are absent on read and are
+/// removed by a background task every `cleanup_interval`.
+///
+/// ```
+/// use keel_session_store::{NewSession, SessionStore, SledConfig, SledStore, StoreConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = SledStore::open(SledConfig::new(dir.path().join("sessions")), StoreConfig::default())?;
+/// let session = store.create(NewSession::new("client-7", "http")).await?;
+/// drop(store);
+/// let store = SledStore::open(SledConfig::new(dir.path().join("sessions")), StoreConfig::default())?;
+/// assert!(store.get(&session.id).await?.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.inner.sled.path)
+            .field("durability", &self.inner.sled.durability)
+            .field("sessions", &self.inner.count.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store, with the system clock.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] naming a bad field; [`StoreError::Backend`]
+    /// if the database cannot be opened (naming the path).
+    pub fn open(sled: SledConfig, config: StoreConfig) -> Result<Self, StoreError> {
+        Self::with_clock(sled, config, SystemClock)
+    }
+
+    /// Opens the store with this clock (a manual clock for tests).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn with_clock(
+        sled: SledConfig,
+        config: StoreConfig,
+        clock: impl Clock,
+    ) -> Result<Self, StoreError> {
+        Self::build(sled, config, Arc::new(clock), Events::default())
+    }
+
+    /// Opens the store with this clock, reporting to `observer`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn with_observer(
+        sled: SledConfig,
+        config: StoreConfig,
+        clock: impl Clock,
+        observer: impl Observer,
+    ) -> Result<Self, StoreError> {
+        Self::build(sled, config, Arc::new(clock), Events::new(observer))
+    }
+
+    fn build(
+        sled: SledConfig,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        events: Events,
+    ) -> Result<Self, StoreError> {
+        config.validate()?;
+        let flush_every = match sled.durability {
+            Durability::Durable => None,
+            Durability::Relaxed { flush_every } => {
+                let ms = u64::try_from(flush_every.as_millis()).unwrap_or(u64::MAX);
+                if ms == 0 {
+                    return Err(ConfigError::new(
+                        "durability.relaxed.flush_every",
+                        "must be at least 1ms",
+                    )
+                    .into());
+                }
+                Some(ms)
+            }
+        };
+        let db = sled::Config::new()
+            .path(&sled.path)
+            .cache_capacity(sled.cache_bytes)
+            .flush_every_ms(flush_every)
+            .open()
+            .map_err(|e| {
+                StoreError::Backend(
+                    format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
+                )
+            })?;
+        let engine: Arc<dyn Engine> = Arc::new(db);
+        let mut sessions = 0;
+        engine
+            .scan(&[SESSION][..]..&[SESSION + 1][..], &mut |_, _| {
+                sessions += 1;
+                true
+            })
+            .map_err(StoreError::Backend)?;
+        let inner = Arc::new(Inner {
+            engine,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            count: Population::default(),
+            config,
+            sled,
+            clock,
+            events,
+            commit: GroupCommit::default(),
+            sweeper: Sweeper::default(),
+        });
+        inner.count.set(sessions);
+        inner.sweeper.start(
+            Arc::downgrade(&inner),
+            inner.config.cleanup_interval,
+            |inner| {
+                let now = inner.clock.now_millis();
+                // A failed sweep is retried at the next tick.
+                let _ = sweep(inner, now);
+            },
+        );
+        Ok(Self { inner })
+    }
+
+    /// Bytes the database occupies on disk.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner
+            .engine
+            .size_on_disk()
+            .map_err(StoreError::Backend)
+    }
+
+    /// fsyncs done for durable writes so far (fewer than the writes when
+    /// group commit shares them).
+    pub fn flushes(&self) -> u64 {
+        self.inner.commit.flushes()
+    }
+
+    /// Copies the live sessions into a fresh store at `path` (same options
+    /// otherwise) and returns it: the compaction path, since sled does not
+    /// give space back in place. Point the application at the new
+    /// directory and delete the old one once this store is dropped.
+    ///
+    /// # Errors
+    /// A backend error; the new store is left incomplete.
+    pub async fn compact_to(&self, path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let mut sled = self.inner.sled.clone();
+        sled.path = path.as_ref().to_path_buf();
+        let target = Self::build(
+            sled,
+            self.inner.config.clone(),
+            Arc::clone(&self.inner.clock),
+            self.inner.events.clone(),
+        )?;
+        target.import(self.export().await?).await?;
+        Ok(target)
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_millis()
+    }
+
+    fn lock(&self, id: &SessionId) -> MutexGuard<'_, ()> {
+        lock_stripe(&self.inner, id)
+    }
+
+    /// Waits until writes applied so far are durable, in durable mode.
+    async fn acknowledge(&self) -> Result<(), StoreError> {
+        match self.inner.sled.durability {
+            Durability::Durable => self.inner.commit.wait(&self.inner.engine).await,
+            Durability::Relaxed { .. } => Ok(()),
+        }
+    }
+
+    fn load(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        load(&self.inner, id)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.engine.apply(batch).map_err(StoreError::Backend)
+    }
+
+    /// The live session `id` (under its stripe lock); an expired one is
+    /// removed on the way.
+    fn live(&self, id: &SessionId, now: u64) -> Result<Session, StoreError> {
+        let current = self.load(id)?.ok_or(StoreError::NotFound)?;
+        if current.is_expired(now) {
+            let mut batch = Batch::default();
+            removal(&mut batch, &current);
+            self.apply(batch)?;
+            self.inner.count.remove(1);
+            self.inner.events.emit(Event::Expired { count: 1 });
+            return Err(StoreError::NotFound);
+        }
+        Ok(current)
+    }
+
+    /// Applies `change` to a live session, durably.
+    async fn modify(
+        &self,
+        id: &SessionId,
+        change: impl FnOnce(&Session, u64) -> Result<Session, StoreError>,
+    ) -> Result<Arc<Session>, StoreError> {
+        let next = {
+            let now = self.now();
+            let _stripe = self.lock(id);
+            let current = self.live(id, now)?;
+            let next = change(&current, now).inspect_err(|e| {
+                if matches!(e, StoreError::Conflict { .. }) {
+                    self.inner.events.emit(Event::Conflict);
+                }
+            })?;
+            let mut batch = Batch::default();
+            if next.expires_at() != current.expires_at() {
+                batch.remove(expiry_key(&current));
+            }
+            put(&mut batch, &next)?;
+            self.apply(batch)?;
+            next
+        };
+        self.acknowledge().await?;
+        Ok(Arc::new(next))
+    }
+
+    /// Applies `change` to a live session's journal, durably.
+    async fn journaled<T>(
+        &self,
+        id: &SessionId,
+        change: impl FnOnce(&mut Journal, u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let out = {
+            let now = self.now();
+            let _stripe = self.lock(id);
+            self.live(id, now)?;
+            let mut journal = self.load_journal(id)?;
+            let out = change(&mut journal, now)?;
+            let mut batch = Batch::default();
+            batch.put(key(JOURNAL, id), to_json(&journal)?);
+            self.apply(batch)?;
+            out
+        };
+        self.acknowledge().await?;
+        Ok(out)
+    }
+
+    fn load_journal(&self, id: &SessionId) -> Result<Journal, StoreError> {
+        match self
+            .inner
+            .engine
+            .get(&key(JOURNAL, id))
+            .map_err(StoreError::Backend)?
+        {
+            Some(bytes) => from_json(&bytes, "journal"),
+            None => Ok(Journal::default()),
+        }
+    }
+
+    /// Every session record, decoded, in id order.
+    fn scan_sessions(&self, mut visit: impl FnMut(Session)) -> Result<(), StoreError> {
+        let mut failure = None;
+        self.inner
+            .engine
+            .scan(
+                &[SESSION][..]..&[SESSION + 1][..],
+                &mut |_, value| match from_json(value, "session") {
+                    Ok(session) => {
+                        visit(session);
+                        true
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                },
+            )
+            .map_err(StoreError::Backend)?;
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn lock_stripe<'a>(inner: &'a Inner, id: &SessionId) -> MutexGuard<'a, ()> {
+    inner.stripes[usize::from(id.as_bytes()[0]) % STRIPES]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn load(inner: &Inner, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    inner
+        .engine
+        .get(&key(SESSION, id))
+        .map_err(StoreError::Backend)?
+        .map(|bytes| from_json(&bytes, "session"))
+        .transpose()
+}
+
+fn key(space: u8, id: &SessionId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(space);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn expiry_key(session: &Session) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(EXPIRY);
+    k.extend_from_slice(&session.expires_at().to_be_bytes());
+    k.extend_from_slice(session.id.as_bytes());
+    k
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Backend(format!("a stored {what} record does not decode: {e}").into())
+    })
+}
+
+/// Adds the session record and its expiry entry to `batch`.
+fn put(batch: &mut Batch, session: &Session) -> Result<(), StoreError> {
+    batch.put(key(SESSION, &session.id), to_json(session)?);
+    batch.put(expiry_key(session), Vec::new());
+    Ok(())
+}
+
+/// Adds the removal of everything of `session` to `batch`.
+fn removal(batch: &mut Batch, session: &Session) {
+    batch.remove(key(SESSION, &session.id));
+    batch.remove(expiry_key(session));
+    batch.remove(key(JOURNAL, &session.id));
+}
+
+/// Removes every session expired at `now`: a range scan of the expiry
+/// index, then each candidate rechecked under its lock (a touch may have
+/// moved it on since).
+fn sweep(inner: &Inner, now: u64) -> Result<usize, StoreError> {
+    let mut candidates = Vec::new();
+    let mut end = vec![EXPIRY];
+    end.extend_from_slice(&now.saturating_add(1).to_be_bytes());
+    inner
+        .engine
+        .scan(&[EXPIRY][..]..&end[..], &mut |k, _| {
+            if let Some(id) = k.get(9..25).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+                candidates.push(SessionId::from_bytes(id));
+            }
+            true
+        })
+        .map_err(StoreError::Backend)?;
+    let mut removed = 0;
+    for id in candidates {
+        let _stripe = lock_stripe(inner, &id);
+        if let Some(session) = load(inner, &id)?
+            && session.is_expired(now)
+        {
+            let mut batch = Batch::default();
+            removal(&mut batch, &session);
+            inner.engine.apply(batch).map_err(StoreError::Backend)?;
+            inner.count.remove(1);
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        inner.events.emit(Event::Expired { count: removed });
+    }
+    if let Ok(bytes) = inner.engine.size_on_disk() {
+        inner.events.emit(Event::SizeOnDisk { bytes });
+    }
+    Ok(removed)
+}
+
+impl SessionStore for SledStore {
+    async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
+        self.inner.config.check_size(&new.data)?;
+        self.inner
+            .count
+            .reserve(self.inner.config.max_sessions, || {
+                sweep(&self.inner, self.now()).unwrap_or(0)
+            })?;
+        let now = self.now();
+        let session = Session::create(
+            new,
+            SessionId::from_bytes([0; 16]),
+            now,
+            self.inner.config.default_ttl,
+        );
+        let stored = (|| -> Result<Session, StoreError> {
+            loop {
+                let id = SessionId::random()?;
+                let _stripe = self.lock(&id);
+                if self.load(&id)?.is_none() {
+                    let session = Session {
+                        id,
+                        ..session.clone()
+                    };
+                    let mut batch = Batch::default();
+                    put(&mut batch, &session)?;
+                    self.apply(batch)?;
+                    return Ok(session);
+                }
+            }
+        })();
+        let session = stored.inspect_err(|_| self.inner.count.remove(1))?;
+        self.acknowledge().await?;
+        self.inner.events.emit(Event::Created);
+        Ok(Arc::new(session))
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let now = self.now();
+        Ok(self.load(id)?.filter(|s| !s.is_expired(now)).map(Arc::new))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        data: Data,
+    ) -> Result<Arc<Session>, StoreError> {
+        self.inner.config.check_size(&data)?;
+        self.modify(id, |current, now| {
+            current.updated(expected_version, data, now)
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
+        self.modify(id, |current, now| Ok(current.touched(now)))
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        {
+            let _stripe = self.lock(id);
+            let Some(session) = self.load(id)? else {
+                return Ok(false);
+            };
+            let mut batch = Batch::default();
+            removal(&mut batch, &session);
+            self.apply(batch)?;
+            self.inner.count.remove(1);
+        }
+        self.acknowledge().await?;
+        self.inner.events.emit(Event::Deleted);
+        Ok(true)
+    }
+
+    async fn cleanup_expired(&self) -> Result<usize, StoreError> {
+        sweep(&self.inner, self.now())
+    }
+
+    async fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.inner.count.get())
+    }
+
+    async fn by_client(&self, client_id: &str) -> Result<Vec<Arc<Session>>, StoreError> {
+        let now = self.now();
+        let mut found = Vec::new();
+        self.scan_sessions(|s| {
+            if s.client_id == client_id && !s.is_expired(now) {
+                found.push(Arc::new(s));
+            }
+        })?;
+        found.sort_by_key(|s| (s.created_at, s.id));
+        Ok(found)
+    }
+
+    async fn journal_append(&self, id: &SessionId, entry: JournalEntry) -> Result<u64, StoreError> {
+        let limit = self.inner.config.max_journal_records;
+        self.journaled(id, |journal, now| journal.append(entry, now, limit))
+            .await
+    }
+
+    async fn journal_mark(
+        &self,
+        id: &SessionId,
+        seq: u64,
+        status: JournalStatus,
+    ) -> Result<(), StoreError> {
+        self.journaled(id, |journal, _| journal.mark(seq, status))
+            .await
+    }
+
+    async fn journal(&self, id: &SessionId) -> Result<Vec<JournalRecord>, StoreError> {
+        if self.get(id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(self.load_journal(id)?.records())
+    }
+
+    async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
+        let now = self.now();
+        let mut sessions = Vec::with_capacity(self.inner.count.get());
+        self.scan_sessions(|s| {
+            if !s.is_expired(now) {
+                sessions.push(s);
+            }
+        })?;
+        sessions
+            .into_iter()
+            .map(|session| {
+                let journal = self.load_journal(&session.id)?;
+                Ok(SessionDump { session, journal })
+            })
+            .collect()
+    }
+
+    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
+        let dumps = backup::admit(dumps, &self.inner.config, self.now())?;
+        let count = dumps.len();
+        {
+            // Every stripe held, in order: no write interleaves the swap.
+            let _stripes: Vec<_> = self
+                .inner
+                .stripes
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
+                .collect();
+            let mut batch = Batch::default();
+            self.inner
+                .engine
+                .scan(&[0u8][..]..&[u8::MAX][..], &mut |k, _| {
+                    batch.remove(k.to_vec());
+                    true
+                })
+                .map_err(StoreError::Backend)?;
+            for dump in &dumps {
+                put(&mut batch, &dump.session)?;
+                if !dump.journal.is_empty() {
+                    batch.put(key(JOURNAL, &dump.session.id), to_json(&dump.journal)?);
+                }
+            }
+            self.apply(batch)?;
+            self.inner.count.set(count);
+        }
+        self.acknowledge().await?;
+        Ok(count)
+    }
+}
