@@ -8,6 +8,9 @@
 //!   mode an acknowledged write survives `kill -9`, and concurrent writers
 //!   share each fsync (group commit).
 //!
+//! With the `tower-sessions` feature, `TowerSessions` makes any of them a
+//! `tower_sessions::SessionStore` for axum applications.
+//!
 //! Every backend also keeps a bounded per-session journal of operations
 //! ([`SessionStore::journal_append`], committed or aborted later), and
 //! writes and reads one backup format ([`SessionStore::backup`]: framed,
@@ -53,6 +56,8 @@ mod population;
 mod session;
 mod store;
 mod sweeper;
+#[cfg(feature = "tower-sessions")]
+mod tower_store;
 
 pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -69,3 +74,6 @@ pub use memory::MemoryStore;
 pub use observer::{Event, Observer};
 pub use session::{Data, NewSession, Session};
 pub use store::SessionStore;
+#[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
+pub use tower_store::TowerSessions;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use crate::backup::{self, SessionDump};
 use crate::clock::{Clock, SystemClock};
@@ -293,15 +294,16 @@ impl SessionStore for MemoryStore {
             .cloned())
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         id: &SessionId,
         expected_version: u64,
         data: Data,
+        ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&data)?;
         self.modify(id, |current, now| {
-            current.updated(expected_version, data, now)
+            current.updated(expected_version, data, ttl, now)
         })
     }
 

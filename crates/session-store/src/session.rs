@@ -71,6 +71,7 @@ impl Session {
         &self,
         expected_version: u64,
         data: Data,
+        ttl: Option<Duration>,
         now: u64,
     ) -> Result<Self, StoreError> {
         if self.version != expected_version {
@@ -84,6 +85,7 @@ impl Session {
             updated_at: now,
             last_activity: now,
             version: self.version + 1,
+            ttl: ttl.unwrap_or(self.ttl),
             ..self.clone_without_data()
         })
     }

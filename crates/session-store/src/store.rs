@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -44,6 +45,21 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &SessionId,
         expected_version: u64,
         data: Data,
+    ) -> impl Future<Output = Result<Arc<Session>, StoreError>> + Send {
+        self.update_with_ttl(id, expected_version, data, None)
+    }
+
+    /// [`update`](Self::update), also setting a new TTL when `ttl` is given
+    /// (from now on, the session expires `ttl` after its last activity).
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    fn update_with_ttl(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        data: Data,
+        ttl: Option<Duration>,
     ) -> impl Future<Output = Result<Arc<Session>, StoreError>> + Send;
 
     /// Marks the session active now, so it expires `ttl` from now.

@@ -542,15 +542,16 @@ impl SessionStore for SledStore {
         Ok(self.load(id)?.filter(|s| !s.is_expired(now)).map(Arc::new))
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         id: &SessionId,
         expected_version: u64,
         data: Data,
+        ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&data)?;
         self.modify(id, |current, now| {
-            current.updated(expected_version, data, now)
+            current.updated(expected_version, data, ttl, now)
         })
         .await
     }

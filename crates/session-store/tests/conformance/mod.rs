@@ -38,6 +38,7 @@ pub(crate) async fn run_all<F: Factory>(f: &F) {
     expired_sessions_are_absent_on_every_read(f).await;
     cleanup_frees_expired_sessions(f).await;
     touch_slides_the_ttl(f).await;
+    an_update_can_set_a_new_ttl(f).await;
     stale_writers_get_a_conflict(f).await;
     concurrent_increments_lose_no_update(f).await;
     limits_give_clear_errors(f).await;
@@ -129,6 +130,43 @@ async fn touch_slides_the_ttl<F: Factory>(f: &F) {
         "the expiry index moved too"
     );
     clock.advance(Duration::from_secs(10));
+    assert!(store.get(&s.id).await.unwrap().is_none());
+}
+
+async fn an_update_can_set_a_new_ttl<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let store = f.make(base(), clock.clone());
+    let s = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    let updated = store
+        .update_with_ttl(
+            &s.id,
+            s.version,
+            Data::new(),
+            Some(Duration::from_secs(100)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.ttl, Duration::from_secs(100));
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(
+        store.cleanup_expired().await.unwrap(),
+        0,
+        "indexed at the new expiry"
+    );
+    let kept = store
+        .update(&s.id, updated.version, Data::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.ttl,
+        Duration::from_secs(100),
+        "a plain update keeps the TTL"
+    );
+    clock.advance(Duration::from_secs(100));
     assert!(store.get(&s.id).await.unwrap().is_none());
 }
 
