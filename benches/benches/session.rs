@@ -1,7 +1,17 @@
-//! Session store operations on 100k sessions of about 2 KB (the reference
-//! documents' session size), 1 and 2 tasks: get, update (compare-and-swap)
-//! and create. Each task walks its own slice of the ids; ops/s for the
-//! group is `tasks * 1e9 / (ns per call)`.
+//! Session store throughput on 100k sessions of about 2 KB (the reference
+//! documents' session size), 2 tasks on 2 workers: get, update (read, new
+//! data, compare-and-swap) and create, each on a random session.
+//!
+//! - memory: keel's `MemoryStore` next to tower-sessions' `MemoryStore` and
+//!   a store built on moka's per-entry expiry, in the same run;
+//! - sled: keel's `SledStore` in relaxed mode (2 tasks) and in durable mode
+//!   with 64 concurrent writers (group commit).
+//!
+//! Every store here allocates a few dozen objects per 2 KB session (a
+//! JSON map), so glibc's allocator weighs on all of them alike; this
+//! binary uses mimalloc, as allocation-heavy services do. For the system
+//! allocator: `cargo bench -p keel-benches --bench session --features
+//! system-alloc`.
 #![expect(
     clippy::expect_used,
     reason = "a benchmark whose setup fails has nothing to measure"
@@ -11,9 +21,18 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use keel_benches::{Subject, bench, runtime, title};
-use keel_session_store::{Data, MemoryStore, NewSession, SessionId, SessionStore, StoreConfig};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use keel_benches::{Cycle, runtime, throughput};
+use keel_session_store::{
+    Data, Durability, MemoryStore, NewSession, SessionId, SessionStore, SledConfig, SledStore,
+    StoreConfig,
+};
+use tokio::runtime::Runtime;
+
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SESSIONS: usize = 100_000;
 
@@ -26,97 +45,304 @@ fn payload() -> Data {
     data
 }
 
-#[derive(Clone)]
-struct Fixture {
-    store: MemoryStore,
-    ids: Arc<Vec<SessionId>>,
-    data: Arc<Data>,
-    next: usize,
+/// The operations measured, on any store.
+trait Sessions: Send + Sync + 'static {
+    type Id: Copy + Send + Sync + 'static;
+    fn create(&self, data: Data) -> impl Future<Output = Self::Id> + Send;
+    fn get(&self, id: Self::Id) -> impl Future<Output = ()> + Send;
+    fn update(&self, id: Self::Id, data: &Data) -> impl Future<Output = ()> + Send;
 }
 
-impl Fixture {
-    fn next_id(&mut self) -> SessionId {
-        // Clones start at different points so tasks do not walk in step.
-        self.next = (self.next + 7919) % self.ids.len();
-        self.ids[self.next]
+/// Every keel backend, through the keel trait.
+struct Keel<S>(S);
+
+impl<S: SessionStore> Sessions for Keel<S> {
+    type Id = SessionId;
+
+    async fn create(&self, data: Data) -> SessionId {
+        let new = NewSession::new("bench", "http").with_data(data);
+        self.0.create(new).await.expect("create").id
     }
-}
 
-#[derive(Clone)]
-struct Get(Fixture);
-impl Subject for Get {
-    async fn call(&mut self) {
-        let id = self.0.next_id();
-        black_box(self.0.store.get(&id).await.expect("get")).expect("live");
+    async fn get(&self, id: SessionId) {
+        black_box(self.0.get(&id).await.expect("get")).expect("live");
     }
-}
 
-#[derive(Clone)]
-struct Update(Fixture);
-impl Subject for Update {
-    async fn call(&mut self) {
-        let id = self.0.next_id();
-        // Read the version, write new data under it (a conflict with the
-        // other task is possible and counts as a call).
-        if let Ok(Some(current)) = self.0.store.get(&id).await {
-            let _ = black_box(
-                self.0
-                    .store
-                    .update(&id, current.version, (*self.0.data).clone())
-                    .await,
-            );
+    async fn update(&self, id: SessionId, data: &Data) {
+        // A conflict with the other task is possible and counts as a call.
+        if let Ok(Some(current)) = self.0.get(&id).await {
+            let _ = black_box(self.0.update(&id, current.version, data.clone()).await);
         }
     }
 }
 
-#[derive(Clone)]
-struct Create(Fixture);
-impl Subject for Create {
-    async fn call(&mut self) {
-        let new = NewSession::new("bench", "http").with_data((*self.0.data).clone());
-        let _ = black_box(self.0.store.create(new).await);
+/// tower-sessions' own `MemoryStore`, through its trait.
+struct TowerMemory(tower_sessions::MemoryStore);
+
+mod tower_anchor {
+    use super::*;
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::SessionStore as _;
+
+    fn record(data: &Data) -> Record {
+        Record {
+            id: Id::default(),
+            data: data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
+        }
+    }
+
+    impl Sessions for TowerMemory {
+        type Id = Id;
+
+        async fn create(&self, data: Data) -> Id {
+            let mut r = record(&data);
+            self.0.create(&mut r).await.expect("create");
+            r.id
+        }
+
+        async fn get(&self, id: Id) {
+            black_box(self.0.load(&id).await.expect("load")).expect("live");
+        }
+
+        async fn update(&self, id: Id, data: &Data) {
+            if let Ok(Some(mut r)) = self.0.load(&id).await {
+                r.data = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let _ = black_box(self.0.save(&r).await);
+            }
+        }
     }
 }
 
-fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
-    let config = StoreConfig::default().with_max_sessions(None);
-    let store = rt
-        .block_on(async { MemoryStore::new(config) })
-        .expect("valid config");
-    let data = Arc::new(payload());
-    let ids = rt.block_on(async {
-        let mut ids = Vec::with_capacity(SESSIONS);
-        for i in 0..SESSIONS {
-            let new =
-                NewSession::new(format!("client{}", i % 1000), "http").with_data((*data).clone());
-            ids.push(store.create(new).await.expect("create").id);
+/// What a user would build on moka: a cache with per-entry expiry, a
+/// version checked inside `and_compute_with`.
+struct Moka(moka::sync::Cache<SessionId, Arc<MokaSession>>);
+
+#[expect(
+    dead_code,
+    reason = "data and owner are carried like a real session record's"
+)]
+struct MokaSession {
+    data: Data,
+    version: u64,
+    ttl: Duration,
+    client_id: String,
+}
+
+struct TtlExpiry;
+
+impl moka::Expiry<SessionId, Arc<MokaSession>> for TtlExpiry {
+    fn expire_after_create(
+        &self,
+        _: &SessionId,
+        value: &Arc<MokaSession>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &SessionId,
+        value: &Arc<MokaSession>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+impl Moka {
+    fn new() -> Self {
+        Self(moka::sync::Cache::builder().expire_after(TtlExpiry).build())
+    }
+}
+
+impl Sessions for Moka {
+    type Id = SessionId;
+
+    async fn create(&self, data: Data) -> SessionId {
+        let id = SessionId::random().expect("id");
+        let session = MokaSession {
+            data,
+            version: 1,
+            ttl: Duration::from_secs(1800),
+            client_id: "bench".into(),
+        };
+        self.0.insert(id, Arc::new(session));
+        id
+    }
+
+    async fn get(&self, id: SessionId) {
+        black_box(self.0.get(&id)).expect("live");
+    }
+
+    async fn update(&self, id: SessionId, data: &Data) {
+        let Some(current) = self.0.get(&id) else {
+            return;
+        };
+        let next = MokaSession {
+            data: data.clone(),
+            version: current.version + 1,
+            ttl: current.ttl,
+            client_id: "bench".into(),
+        };
+        black_box(self.0.entry(id).and_compute_with(|entry| match entry {
+            Some(e) if e.value().version == current.version => {
+                moka::ops::compute::Op::Put(Arc::new(next))
+            }
+            _ => moka::ops::compute::Op::Nop,
+        }));
+    }
+}
+
+/// A store filled with [`SESSIONS`] sessions, and their ids.
+struct Filled<S: Sessions> {
+    store: S,
+    ids: Vec<S::Id>,
+    data: Data,
+}
+
+async fn fill<S: Sessions>(store: S) -> Filled<S> {
+    let data = payload();
+    let mut ids = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        ids.push(store.create(data.clone()).await);
+    }
+    Filled { store, ids, data }
+}
+
+impl<S: Sessions> Filled<S> {
+    fn random(&self) -> S::Id {
+        self.ids[fastrand::usize(..self.ids.len())]
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Get,
+    Update,
+    Create,
+}
+
+/// One operation on a random session of a shared filled store.
+struct Run<S: Sessions>(Arc<Filled<S>>, Op);
+
+impl<S: Sessions> Clone for Run<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0), self.1)
+    }
+}
+
+impl<S: Sessions> Cycle for Run<S> {
+    async fn cycle(&self, _task: usize) {
+        let f = &self.0;
+        match self.1 {
+            Op::Get => f.store.get(f.random()).await,
+            Op::Update => f.store.update(f.random(), &f.data).await,
+            Op::Create => {
+                black_box(f.store.create(f.data.clone()).await);
+            }
         }
-        ids
+    }
+}
+
+fn group<'a>(c: &'a mut Criterion, name: &str, tasks: usize) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(format!("rate {name}, {tasks} tasks"));
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    g
+}
+
+fn entry<S: Sessions>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    tasks: usize,
+    name: &str,
+    run: Run<S>,
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| throughput(rt, &run, tasks, iters));
     });
-    Fixture {
-        store,
-        ids: Arc::new(ids),
-        data,
-        next: 0,
-    }
+}
+
+fn unlimited() -> StoreConfig {
+    StoreConfig::default().with_max_sessions(None)
 }
 
 fn memory(c: &mut Criterion) {
     let rt = runtime(2);
-    let f = fixture(&rt);
-    for tasks in [1, 2] {
-        let mut g = c.benchmark_group(title("session memory", tasks));
-        g.measurement_time(Duration::from_secs(3));
-        bench(&mut g, &rt, tasks, "keel get", Get(f.clone()));
-        bench(&mut g, &rt, tasks, "keel update", Update(f.clone()));
+    let keel = Arc::new(
+        rt.block_on(async { fill(Keel(MemoryStore::new(unlimited()).expect("config"))).await }),
+    );
+    let tower = Arc::new(rt.block_on(fill(TowerMemory(tower_sessions::MemoryStore::default()))));
+    let moka = Arc::new(rt.block_on(fill(Moka::new())));
+    // Creates grow the stores: measured last.
+    for (op, name) in [
+        (Op::Get, "get"),
+        (Op::Update, "update"),
+        (Op::Create, "create"),
+    ] {
+        let mut g = group(c, &format!("session memory {name}"), 2);
+        entry(&mut g, &rt, 2, "keel", Run(keel.clone(), op));
+        entry(
+            &mut g,
+            &rt,
+            2,
+            "tower-sessions MemoryStore",
+            Run(tower.clone(), op),
+        );
+        entry(
+            &mut g,
+            &rt,
+            2,
+            "moka (per-entry expiry)",
+            Run(moka.clone(), op),
+        );
         g.finish();
     }
-    // Creates grow the store: measured last, briefly.
-    let mut g = c.benchmark_group(title("session memory create", 2));
-    g.measurement_time(Duration::from_secs(2)).sample_size(20);
-    bench(&mut g, &rt, 2, "keel create", Create(f));
-    g.finish();
 }
 
-criterion_group!(benches, memory);
+fn sled_store(rt: &Runtime, dir: &std::path::Path, durability: Durability) -> SledStore {
+    let config = SledConfig::new(dir).with_durability(durability);
+    rt.block_on(async { SledStore::open(config, unlimited()) })
+        .expect("open")
+}
+
+#[expect(clippy::print_stdout, reason = "reports the fsyncs group commit saved")]
+fn sled(c: &mut Criterion) {
+    let rt = runtime(2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relaxed = Durability::Relaxed {
+        flush_every: Duration::from_millis(500),
+    };
+    let filled = rt.block_on(fill(Keel(sled_store(&rt, dir.path(), relaxed))));
+    let filled = Arc::new(filled);
+    for (op, name) in [
+        (Op::Get, "get"),
+        (Op::Update, "update"),
+        (Op::Create, "create"),
+    ] {
+        let mut g = group(c, &format!("session sled relaxed {name}"), 2);
+        entry(&mut g, &rt, 2, "keel", Run(filled.clone(), op));
+        g.finish();
+    }
+    // The same sessions, reopened durable: 64 writers share fsyncs.
+    let Ok(Filled { store, ids, data }) = Arc::try_unwrap(filled) else {
+        unreachable!("the benches above are done with it")
+    };
+    drop(store);
+    let store = Keel(sled_store(&rt, dir.path(), Durability::Durable));
+    let durable = Arc::new(Filled { store, ids, data });
+    for (op, name) in [(Op::Update, "update"), (Op::Create, "create")] {
+        let mut g = group(c, &format!("session sled durable {name}"), 64);
+        entry(&mut g, &rt, 64, "keel", Run(durable.clone(), op));
+        g.finish();
+    }
+    let fsyncs = durable.store.0.flushes();
+    println!("sled durable: {fsyncs} fsyncs in all");
+}
+
+criterion_group!(benches, memory, sled);
 criterion_main!(benches);

@@ -140,8 +140,32 @@ pub trait Cycle: Clone + Send + Sync + 'static {
 /// # Panics
 /// If a bench task panics.
 pub fn throughput<S: Cycle>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
+    let per_task = iters.div_ceil(tasks as u64);
+    if tasks <= rt.metrics().num_workers() {
+        // As in `timed`: a blocking barrier holds each worker until all
+        // tasks have started, so they truly run in parallel.
+        let start = Arc::new(std::sync::Barrier::new(tasks + 1));
+        return rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|task| {
+                    let (s, start) = (subject.clone(), start.clone());
+                    tokio::spawn(async move {
+                        start.wait();
+                        for _ in 0..per_task {
+                            s.cycle(task).await;
+                        }
+                    })
+                })
+                .collect();
+            start.wait();
+            let began = Instant::now();
+            for h in handles {
+                h.await.expect("bench task");
+            }
+            began.elapsed()
+        });
+    }
     rt.block_on(async {
-        let per_task = iters.div_ceil(tasks as u64);
         let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
         let handles: Vec<_> = (0..tasks)
             .map(|task| {

@@ -87,7 +87,7 @@ fn read_json(path: &Path) -> std::result::Result<Value, String> {
 }
 
 fn print_table(group: &str, results: &[Result]) {
-    if results.iter().any(|r| r.function == "limit") {
+    if group.starts_with("rate ") || results.iter().any(|r| r.function == "limit") {
         return print_throughput_table(group, results);
     }
     let find = |name: &str| {
@@ -118,8 +118,8 @@ fn print_table(group: &str, results: &[Result]) {
 }
 
 /// A throughput group (its entries time one operation of all tasks
-/// together): operations per second and the share of the `limit` entry's
-/// rate each reaches.
+/// together; a `limit` entry or a title starting `rate `): operations per
+/// second and the share of the `limit` entry's rate each reaches.
 fn print_throughput_table(group: &str, results: &[Result]) {
     let limit = results
         .iter()

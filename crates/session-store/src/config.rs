@@ -66,7 +66,7 @@ impl StoreConfig {
     /// # Errors
     /// A [`ConfigError`] naming the bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason| Err(ConfigError { field, reason });
+        let bad = |field, reason| Err(ConfigError::new(field, reason));
         if self.default_ttl < Duration::from_millis(1) {
             return bad("default_ttl", "must be at least 1ms");
         }
@@ -136,8 +136,57 @@ impl StoreConfig {
     }
 }
 
-/// The JSON size of `data`, without building the string.
+/// The JSON size of `data`, without building the string: a walk over the
+/// values that scans each string once for the bytes JSON escapes (several
+/// times faster than serializing into a counter, on the write path).
 fn serialized_len(data: &Data) -> usize {
+    object_len(data)
+}
+
+fn object_len(map: &Data) -> usize {
+    // `{` `}`, a `:` per entry and a `,` between entries.
+    let punctuation = 2 + map.len() + map.len().saturating_sub(1);
+    punctuation
+        + map
+            .iter()
+            .map(|(k, v)| string_len(k) + value_len(v))
+            .sum::<usize>()
+}
+
+fn value_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => number_len(n),
+        Value::String(s) => string_len(s),
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>()
+        }
+        Value::Object(map) => object_len(map),
+    }
+}
+
+/// A string's quoted, escaped length, as serde_json writes it.
+fn string_len(s: &str) -> usize {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    // The common case, no escapes, is one vectorised pass.
+    if !s.bytes().fold(false, |seen, b| seen | escaped(b)) {
+        return s.len() + 2;
+    }
+    let extra: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    s.len() + 2 + extra
+}
+
+fn number_len(n: &serde_json::Number) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -149,7 +198,32 @@ fn serialized_len(data: &Data) -> usize {
         }
     }
     let mut count = Count(0);
-    // Writing a map of JSON values to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, data);
+    // Writing a number to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, n);
     count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_size_walk_agrees_with_serde_json() {
+        let values = [
+            json!({}),
+            json!({"a": null, "b": true, "c": false, "d": [], "e": {}}),
+            json!({"n": [0, -17, 18446744073709551615u64, 1.5, -2.25e-300, 1e300]}),
+            json!({"s": "plain", "q": "quote\" back\\slash", "c": "\n\r\t\u{8}\u{c}\u{1}\u{1f}"}),
+            json!({"ü": "ünïcödé ✓ 𝄞", "nested": {"x": [1, {"y": ["z", null]}], "e": ""}}),
+        ];
+        for v in values {
+            let map = v.as_object().unwrap();
+            assert_eq!(
+                serialized_len(map),
+                serde_json::to_string(map).unwrap().len(),
+                "{v}"
+            );
+        }
+    }
 }

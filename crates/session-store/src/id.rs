@@ -10,8 +10,18 @@ use crate::error::StoreError;
 /// A session id: 128 bits from the OS CSPRNG, never sequential or
 /// guessable, printed as 32 lowercase hex digits. An id is a bearer secret,
 /// so `Debug` shows only its first 4 digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionId([u8; 16]);
+
+/// Hashes the id's last 8 bytes as one word: they are CSPRNG output, as
+/// good as a hash, and one word is cheap for any hasher.
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[8..]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
 
 impl SessionId {
     /// A fresh random id.

@@ -27,7 +27,14 @@ pub(crate) type EngineError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) trait Engine: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
 
-    /// Applies every write of `batch` atomically.
+    /// Writes one key (atomically, also across a crash).
+    fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError>;
+
+    /// Removes one key (atomically, also across a crash).
+    fn remove(&self, key: &[u8]) -> Result<(), EngineError>;
+
+    /// Applies every write of `batch` atomically (may stop all other
+    /// writers meanwhile: for rare bulk changes).
     fn apply(&self, batch: Batch) -> Result<(), EngineError>;
 
     /// Calls `visit` with each entry whose key is in `range`, in key order,

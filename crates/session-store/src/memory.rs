@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -19,41 +20,115 @@ use crate::sweeper::Sweeper;
 
 const SHARDS: usize = 32;
 
+/// A session and the expiry it is filed under in the index. The index
+/// entry may be older than the session's expiry (updates and touches only
+/// push expiry later, and re-filing on each would cost a tree update per
+/// write); it is never later, so a sweep finds every expired session and
+/// re-files the ones that moved on.
+struct Slot {
+    session: Arc<Session>,
+    indexed: u64,
+}
+
 #[derive(Default)]
 struct Shard {
-    sessions: HashMap<SessionId, Arc<Session>>,
+    sessions: HashMap<SessionId, Slot, BuildHasherDefault<IdHasher>>,
     /// Journals of the sessions that have one; removed with the session.
-    journals: HashMap<SessionId, Journal>,
-    /// (expires_at, id) for every session, so cleanup is a range split.
+    journals: HashMap<SessionId, Journal, BuildHasherDefault<IdHasher>>,
+    /// (filed expiry, id) for every session, so cleanup is a range split.
     expiry: BTreeSet<(u64, SessionId)>,
 }
 
 impl Shard {
-    fn remove(&mut self, id: &SessionId) -> Option<Arc<Session>> {
-        let session = self.sessions.remove(id)?;
-        self.expiry.remove(&(session.expires_at(), *id));
-        self.journals.remove(id);
-        Some(session)
+    fn get(&self, id: &SessionId) -> Option<&Arc<Session>> {
+        self.sessions.get(id).map(|slot| &slot.session)
     }
 
-    fn put(&mut self, session: Arc<Session>) {
-        if let Some(old) = self.sessions.insert(session.id, Arc::clone(&session)) {
-            self.expiry.remove(&(old.expires_at(), old.id));
+    fn all(&self) -> impl Iterator<Item = &Arc<Session>> {
+        self.sessions.values().map(|slot| &slot.session)
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Arc<Session>> {
+        let slot = self.sessions.remove(id)?;
+        self.expiry.remove(&(slot.indexed, *id));
+        self.journals.remove(id);
+        Some(slot.session)
+    }
+
+    /// Stores `session`; returns the version it replaced, for the caller to
+    /// drop after releasing the lock.
+    fn put(&mut self, session: Arc<Session>) -> Option<Arc<Session>> {
+        let expires = session.expires_at();
+        let id = session.id;
+        match self.sessions.get_mut(&id) {
+            Some(slot) => {
+                if expires < slot.indexed {
+                    self.expiry.remove(&(slot.indexed, id));
+                    self.expiry.insert((expires, id));
+                    slot.indexed = expires;
+                }
+                Some(std::mem::replace(&mut slot.session, session))
+            }
+            None => {
+                self.expiry.insert((expires, id));
+                self.sessions.insert(
+                    id,
+                    Slot {
+                        session,
+                        indexed: expires,
+                    },
+                );
+                None
+            }
         }
-        self.expiry.insert((session.expires_at(), session.id));
     }
 
     /// Removes every session expired at `now`; returns how many.
     fn sweep(&mut self, now: u64) -> usize {
-        let live = self
+        let later = self
             .expiry
             .split_off(&(now.saturating_add(1), SessionId::from_bytes([0; 16])));
-        let expired = std::mem::replace(&mut self.expiry, live);
-        for (_, id) in &expired {
-            self.sessions.remove(id);
-            self.journals.remove(id);
+        let due = std::mem::replace(&mut self.expiry, later);
+        let mut removed = 0;
+        for (_, id) in due {
+            let Some(slot) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let expires = slot.session.expires_at();
+            if expires <= now {
+                self.sessions.remove(&id);
+                self.journals.remove(&id);
+                removed += 1;
+            } else {
+                slot.indexed = expires;
+                self.expiry.insert((expires, id));
+            }
         }
-        expired.len()
+        removed
+    }
+}
+
+/// Session ids are 128 bits from a CSPRNG and never chosen by a client (a
+/// lookup with a forged id inserts nothing), so their bits are already a
+/// good hash: no need to run SipHash over them on every access.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
     }
 }
 
@@ -184,11 +259,7 @@ impl MemoryStore {
         id: &SessionId,
         now: u64,
     ) -> Result<Arc<Session>, StoreError> {
-        let current = shard
-            .sessions
-            .get(id)
-            .cloned()
-            .ok_or(StoreError::NotFound)?;
+        let current = shard.get(id).cloned().ok_or(StoreError::NotFound)?;
         if current.is_expired(now) {
             shard.remove(id);
             self.inner.count.remove(1);
@@ -216,7 +287,10 @@ impl MemoryStore {
                 return Err(e);
             }
         };
-        shard.put(Arc::clone(&next));
+        let old = shard.put(Arc::clone(&next));
+        // The old version (and its data) is freed after the lock is released.
+        drop(shard);
+        drop((old, current));
         Ok(next)
     }
 
@@ -287,11 +361,7 @@ impl SessionStore for MemoryStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let now = self.now();
         let shard = self.read(id);
-        Ok(shard
-            .sessions
-            .get(id)
-            .filter(|s| !s.is_expired(now))
-            .cloned())
+        Ok(shard.get(id).filter(|s| !s.is_expired(now)).cloned())
     }
 
     async fn update_with_ttl(
@@ -335,8 +405,7 @@ impl SessionStore for MemoryStore {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
             found.extend(
                 shard
-                    .sessions
-                    .values()
+                    .all()
                     .filter(|s| s.client_id == client_id && !s.is_expired(now))
                     .cloned(),
             );
@@ -362,7 +431,7 @@ impl SessionStore for MemoryStore {
     async fn journal(&self, id: &SessionId) -> Result<Vec<JournalRecord>, StoreError> {
         let now = self.now();
         let shard = self.read(id);
-        match shard.sessions.get(id) {
+        match shard.get(id) {
             Some(s) if !s.is_expired(now) => Ok(shard
                 .journals
                 .get(id)
@@ -379,8 +448,7 @@ impl SessionStore for MemoryStore {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
             dumps.extend(
                 shard
-                    .sessions
-                    .values()
+                    .all()
                     .filter(|s| !s.is_expired(now))
                     .map(|s| SessionDump {
                         session: Session::clone(s),

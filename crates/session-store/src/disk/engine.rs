@@ -9,6 +9,16 @@ impl Engine for sled::Db {
         Ok(sled::Tree::get(self, key)?.map(|v| v.to_vec()))
     }
 
+    fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
+        self.insert(key, value)?;
+        Ok(())
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), EngineError> {
+        sled::Tree::remove(self, key)?;
+        Ok(())
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), EngineError> {
         let mut sled_batch = sled::Batch::default();
         for (key, value) in batch.ops {

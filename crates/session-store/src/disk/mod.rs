@@ -2,13 +2,17 @@
 //!
 //! One sled tree holds three key spaces, so that a session, its expiry
 //! index entry and its journal always change in one atomic batch:
-//! `s` + id → the session (JSON), `x` + expiry (big-endian ms) + id → (),
-//! `j` + id → the journal (JSON). Cleanup is a range scan over `x` up to
-//! now. Writes to one session are serialised by a striped lock (sled
+//! `s` + id → the filed expiry (8 bytes) and the session (JSON),
+//! `x` + filed expiry (big-endian ms) + id → (), `j` + id → the journal
+//! (JSON). Cleanup is a range scan over `x` up to now. The filed expiry is
+//! never later than the session's: updates and touches, which push expiry
+//! later, leave the index alone (one write instead of three), and a sweep
+//! re-files the sessions it finds alive. Writes to one session are serialised by a striped lock (sled
 //! holds the directory lock, so no other process writes).
 
 mod commit;
 mod engine;
+mod record;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,7 @@ use crate::session::{Data, NewSession, Session};
 use crate::store::SessionStore;
 use crate::sweeper::Sweeper;
 use commit::GroupCommit;
+use record::Stored;
 
 const STRIPES: usize = 64;
 const SESSION: u8 = b's';
@@ -66,7 +71,8 @@ pub struct SledConfig {
     /// When writes are acknowledged (default [`Durability::Durable`]).
     #[serde(default = "durable")]
     pub durability: Durability,
-    /// sled's page cache, in bytes (default 256 MiB).
+    /// sled's page cache, in bytes (default 1 GiB, sled's own default; a
+    /// cache smaller than the live sessions makes every read go to disk).
     #[serde(default = "default_cache")]
     pub cache_bytes: u64,
 }
@@ -76,7 +82,7 @@ fn durable() -> Durability {
 }
 
 fn default_cache() -> u64 {
-    256 << 20
+    1 << 30
 }
 
 impl SledConfig {
@@ -302,22 +308,16 @@ impl SledStore {
         }
     }
 
-    fn load(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
         load(&self.inner, id)
-    }
-
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.inner.engine.apply(batch).map_err(StoreError::Backend)
     }
 
     /// The live session `id` (under its stripe lock); an expired one is
     /// removed on the way.
-    fn live(&self, id: &SessionId, now: u64) -> Result<Session, StoreError> {
+    fn live(&self, id: &SessionId, now: u64) -> Result<Stored, StoreError> {
         let current = self.load(id)?.ok_or(StoreError::NotFound)?;
-        if current.is_expired(now) {
-            let mut batch = Batch::default();
-            removal(&mut batch, &current);
-            self.apply(batch)?;
+        if current.head.is_expired(now) {
+            erase(&*self.inner.engine, current.filed, id)?;
             self.inner.count.remove(1);
             self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
@@ -325,27 +325,30 @@ impl SledStore {
         Ok(current)
     }
 
-    /// Applies `change` to a live session, durably.
+    /// Applies `change` to a live session, durably. The session `change`
+    /// sees has its data only if `with_data` (an update replaces it anyway).
     async fn modify(
         &self,
         id: &SessionId,
+        with_data: bool,
         change: impl FnOnce(&Session, u64) -> Result<Session, StoreError>,
     ) -> Result<Arc<Session>, StoreError> {
         let next = {
             let now = self.now();
             let _stripe = self.lock(id);
             let current = self.live(id, now)?;
-            let next = change(&current, now).inspect_err(|e| {
+            let filed = current.filed;
+            let base = if with_data {
+                current.session()?
+            } else {
+                current.head
+            };
+            let next = change(&base, now).inspect_err(|e| {
                 if matches!(e, StoreError::Conflict { .. }) {
                     self.inner.events.emit(Event::Conflict);
                 }
             })?;
-            let mut batch = Batch::default();
-            if next.expires_at() != current.expires_at() {
-                batch.remove(expiry_key(&current));
-            }
-            put(&mut batch, &next)?;
-            self.apply(batch)?;
+            replace(&*self.inner.engine, filed, &next)?;
             next
         };
         self.acknowledge().await?;
@@ -364,9 +367,11 @@ impl SledStore {
             self.live(id, now)?;
             let mut journal = self.load_journal(id)?;
             let out = change(&mut journal, now)?;
-            let mut batch = Batch::default();
-            batch.put(key(JOURNAL, id), to_json(&journal)?);
-            self.apply(batch)?;
+            let bytes = to_json(&journal)?;
+            self.inner
+                .engine
+                .put(&key(JOURNAL, id), bytes)
+                .map_err(StoreError::Backend)?;
             out
         };
         self.acknowledge().await?;
@@ -392,7 +397,7 @@ impl SledStore {
             .engine
             .scan(
                 &[SESSION][..]..&[SESSION + 1][..],
-                &mut |_, value| match from_json(value, "session") {
+                &mut |_, value| match Stored::decode(value.to_vec()).and_then(Stored::session) {
                     Ok(session) => {
                         visit(session);
                         true
@@ -414,12 +419,12 @@ fn lock_stripe<'a>(inner: &'a Inner, id: &SessionId) -> MutexGuard<'a, ()> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-fn load(inner: &Inner, id: &SessionId) -> Result<Option<Session>, StoreError> {
+fn load(inner: &Inner, id: &SessionId) -> Result<Option<Stored>, StoreError> {
     inner
         .engine
         .get(&key(SESSION, id))
         .map_err(StoreError::Backend)?
-        .map(|bytes| from_json(&bytes, "session"))
+        .map(Stored::decode)
         .transpose()
 }
 
@@ -430,11 +435,11 @@ fn key(space: u8, id: &SessionId) -> Vec<u8> {
     k
 }
 
-fn expiry_key(session: &Session) -> Vec<u8> {
+fn expiry_key(filed: u64, id: &SessionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(25);
     k.push(EXPIRY);
-    k.extend_from_slice(&session.expires_at().to_be_bytes());
-    k.extend_from_slice(session.id.as_bytes());
+    k.extend_from_slice(&filed.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
     k
 }
 
@@ -448,47 +453,100 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result
     })
 }
 
-/// Adds the session record and its expiry entry to `batch`.
-fn put(batch: &mut Batch, session: &Session) -> Result<(), StoreError> {
-    batch.put(key(SESSION, &session.id), to_json(session)?);
-    batch.put(expiry_key(session), Vec::new());
-    Ok(())
+// Writes go one key at a time (sled's batches take a lock that stops the
+// whole tree), in an order that leaves, after a crash between any two, at
+// worst an index entry pointing at nothing or at a session filed
+// elsewhere; the sweep removes those when they come due.
+
+/// Writes a new session: its index entry, then the record.
+fn insert(engine: &dyn Engine, session: &Session) -> Result<(), StoreError> {
+    let expires = session.expires_at();
+    file(
+        engine,
+        expires,
+        &session.id,
+        Stored::encode(expires, session)?,
+    )
 }
 
-/// Adds the removal of everything of `session` to `batch`.
-fn removal(batch: &mut Batch, session: &Session) {
-    batch.remove(key(SESSION, &session.id));
-    batch.remove(expiry_key(session));
-    batch.remove(key(JOURNAL, &session.id));
+fn file(
+    engine: &dyn Engine,
+    filed: u64,
+    id: &SessionId,
+    record: Vec<u8>,
+) -> Result<(), StoreError> {
+    engine
+        .put(&expiry_key(filed, id), Vec::new())
+        .and_then(|()| engine.put(&key(SESSION, id), record))
+        .map_err(StoreError::Backend)
+}
+
+/// Replaces the session filed at `filed` by `next`: the index entry moves
+/// only if `next` expires before that (new entry, record, old entry).
+fn replace(engine: &dyn Engine, filed: u64, next: &Session) -> Result<(), StoreError> {
+    let expires = next.expires_at();
+    if expires < filed {
+        file(engine, expires, &next.id, Stored::encode(expires, next)?)?;
+        return engine
+            .remove(&expiry_key(filed, &next.id))
+            .map_err(StoreError::Backend);
+    }
+    engine
+        .put(&key(SESSION, &next.id), Stored::encode(filed, next)?)
+        .map_err(StoreError::Backend)
+}
+
+/// Removes everything of a session: journal, record, then index entry.
+fn erase(engine: &dyn Engine, filed: u64, id: &SessionId) -> Result<(), StoreError> {
+    engine
+        .remove(&key(JOURNAL, id))
+        .and_then(|()| engine.remove(&key(SESSION, id)))
+        .and_then(|()| engine.remove(&expiry_key(filed, id)))
+        .map_err(StoreError::Backend)
 }
 
 /// Removes every session expired at `now`: a range scan of the expiry
 /// index, then each candidate rechecked under its lock (a touch may have
 /// moved it on since).
 fn sweep(inner: &Inner, now: u64) -> Result<usize, StoreError> {
-    let mut candidates = Vec::new();
+    let mut due = Vec::new();
     let mut end = vec![EXPIRY];
     end.extend_from_slice(&now.saturating_add(1).to_be_bytes());
     inner
         .engine
         .scan(&[EXPIRY][..]..&end[..], &mut |k, _| {
-            if let Some(id) = k.get(9..25).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-                candidates.push(SessionId::from_bytes(id));
+            let filed = k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok());
+            let id = k.get(9..25).and_then(|b| <[u8; 16]>::try_from(b).ok());
+            if let (Some(filed), Some(id)) = (filed, id) {
+                due.push((u64::from_be_bytes(filed), SessionId::from_bytes(id)));
             }
             true
         })
         .map_err(StoreError::Backend)?;
+    let engine = &*inner.engine;
     let mut removed = 0;
-    for id in candidates {
+    for (filed, id) in due {
         let _stripe = lock_stripe(inner, &id);
-        if let Some(session) = load(inner, &id)?
-            && session.is_expired(now)
-        {
-            let mut batch = Batch::default();
-            removal(&mut batch, &session);
-            inner.engine.apply(batch).map_err(StoreError::Backend)?;
-            inner.count.remove(1);
-            removed += 1;
+        match load(inner, &id)? {
+            Some(stored) if stored.filed == filed => {
+                if stored.head.is_expired(now) {
+                    erase(engine, filed, &id)?;
+                    inner.count.remove(1);
+                    removed += 1;
+                } else {
+                    // Alive: touched or updated since it was filed.
+                    let to = stored.head.expires_at();
+                    file(engine, to, &id, stored.refiled(to))?;
+                    engine
+                        .remove(&expiry_key(filed, &id))
+                        .map_err(StoreError::Backend)?;
+                }
+            }
+            // Left by a crash between two writes: points at nothing, or
+            // at a session filed elsewhere.
+            _ => engine
+                .remove(&expiry_key(filed, &id))
+                .map_err(StoreError::Backend)?,
         }
     }
     if removed > 0 {
@@ -524,9 +582,7 @@ impl SessionStore for SledStore {
                         id,
                         ..session.clone()
                     };
-                    let mut batch = Batch::default();
-                    put(&mut batch, &session)?;
-                    self.apply(batch)?;
+                    insert(&*self.inner.engine, &session)?;
                     return Ok(session);
                 }
             }
@@ -539,7 +595,10 @@ impl SessionStore for SledStore {
 
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let now = self.now();
-        Ok(self.load(id)?.filter(|s| !s.is_expired(now)).map(Arc::new))
+        match self.load(id)? {
+            Some(stored) if !stored.head.is_expired(now) => Ok(Some(Arc::new(stored.session()?))),
+            _ => Ok(None),
+        }
     }
 
     async fn update_with_ttl(
@@ -550,26 +609,24 @@ impl SessionStore for SledStore {
         ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&data)?;
-        self.modify(id, |current, now| {
+        self.modify(id, false, |current, now| {
             current.updated(expected_version, data, ttl, now)
         })
         .await
     }
 
     async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
-        self.modify(id, |current, now| Ok(current.touched(now)))
+        self.modify(id, true, |current, now| Ok(current.touched(now)))
             .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         {
             let _stripe = self.lock(id);
-            let Some(session) = self.load(id)? else {
+            let Some(stored) = self.load(id)? else {
                 return Ok(false);
             };
-            let mut batch = Batch::default();
-            removal(&mut batch, &session);
-            self.apply(batch)?;
+            erase(&*self.inner.engine, stored.filed, id)?;
             self.inner.count.remove(1);
         }
         self.acknowledge().await?;
@@ -656,16 +713,78 @@ impl SessionStore for SledStore {
                     true
                 })
                 .map_err(StoreError::Backend)?;
+            // One atomic batch: a crash leaves the old contents or the new.
             for dump in &dumps {
-                put(&mut batch, &dump.session)?;
+                let (id, expires) = (&dump.session.id, dump.session.expires_at());
+                batch.put(key(SESSION, id), Stored::encode(expires, &dump.session)?);
+                batch.put(expiry_key(expires, id), Vec::new());
                 if !dump.journal.is_empty() {
-                    batch.put(key(JOURNAL, &dump.session.id), to_json(&dump.journal)?);
+                    batch.put(key(JOURNAL, id), to_json(&dump.journal)?);
                 }
             }
-            self.apply(batch)?;
+            self.inner
+                .engine
+                .apply(batch)
+                .map_err(StoreError::Backend)?;
             self.inner.count.set(count);
         }
         self.acknowledge().await?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn index_keys(store: &SledStore) -> usize {
+        let mut n = 0;
+        store
+            .inner
+            .engine
+            .scan(&[EXPIRY][..]..&[EXPIRY + 1][..], &mut |_, _| {
+                n += 1;
+                true
+            })
+            .unwrap();
+        n
+    }
+
+    #[tokio::test]
+    async fn the_sweep_clears_what_a_crash_between_two_writes_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_000);
+        let store = SledStore::with_clock(
+            SledConfig::new(dir.path()),
+            StoreConfig::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        let s = store
+            .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        let engine = &*store.inner.engine;
+        // A create cut after its index entry; a re-file cut after its new entry.
+        let ghost = SessionId::random().unwrap();
+        engine.put(&expiry_key(5_000, &ghost), Vec::new()).unwrap();
+        engine.put(&expiry_key(6_000, &s.id), Vec::new()).unwrap();
+        assert_eq!(index_keys(&store), 3);
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(
+            store.cleanup_expired().await.unwrap(),
+            0,
+            "nothing live expired"
+        );
+        assert_eq!(
+            index_keys(&store),
+            1,
+            "only the session's own entry is left"
+        );
+        assert_eq!(store.len().await.unwrap(), 1);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(store.cleanup_expired().await.unwrap(), 1);
+        assert_eq!(index_keys(&store), 0);
     }
 }

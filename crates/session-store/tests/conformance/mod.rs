@@ -168,6 +168,17 @@ async fn an_update_can_set_a_new_ttl<F: Factory>(f: &F) {
     );
     clock.advance(Duration::from_secs(100));
     assert!(store.get(&s.id).await.unwrap().is_none());
+    // A shorter TTL is honoured by cleanup too.
+    let long = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    store
+        .update_with_ttl(&long.id, 1, Data::new(), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.cleanup_expired().await.unwrap(), 2, "both are due");
 }
 
 async fn stale_writers_get_a_conflict<F: Factory>(f: &F) {
