@@ -3,16 +3,14 @@
 #![cfg(all(feature = "mysql", feature = "tower"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use keel_pool_core::op::{self, CommandTimeout};
-use keel_pool_core::{DatabaseUrl, Event, MySqlManager, Pool, PoolError};
+use keel_pool_core::op;
+use keel_pool_core::{DatabaseUrl, MySqlManager, Pool};
 use sqlx::Connection;
-use tower::ServiceExt;
 
 mod support;
-use support::eventually;
+use support::scenarios;
 
 const URL: &str = "mysql://root@127.0.0.1:3306/test";
 
@@ -70,32 +68,11 @@ async fn a_users_connection_limit_hands_the_waiter_a_released_connection() {
     .execute(&mut admin)
     .await
     .unwrap();
-    let refused = Arc::new(tokio::sync::Notify::new());
-    let seen = refused.clone();
-    let pool = Pool::builder(manager("mysql://keel_limited@127.0.0.1:3306"))
-        .max_size(4)
-        .wait_timeout(Duration::from_secs(10))
-        .observer(move |e: &Event<'_>| {
-            if matches!(e, Event::ConnectFailed { .. }) {
-                seen.notify_one();
-            }
-        })
-        .build()
-        .await
-        .unwrap();
-    let mut a = pool.get().await.unwrap();
-    let a_id = connection_id(&mut a).await;
-    let _b = pool.get().await.unwrap();
-    let waiter = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut c = pool.get().await?;
-            Ok::<_, PoolError<sqlx::Error>>(connection_id(&mut c).await)
-        })
-    };
-    refused.notified().await;
-    drop(a);
-    assert_eq!(waiter.await.unwrap().unwrap(), a_id);
+    scenarios::a_refused_waiter_gets_the_released_connection(
+        manager("mysql://keel_limited@127.0.0.1:3306"),
+        |c| Box::pin(async move { i64::try_from(connection_id(c).await).unwrap() }),
+    )
+    .await;
 }
 
 /// Sessions running a statement that contains `marker`.
@@ -131,15 +108,8 @@ async fn the_command_timeout_kills_the_query_on_the_server() {
         })
     })
     .timeout(Duration::from_millis(300));
-    let err = pool.service().oneshot(sleep).await.unwrap_err();
-    assert!(err.downcast_ref::<CommandTimeout>().is_some(), "{err}");
-    eventually("the server stops the query", || async {
-        running(&marker).await == 0
-    })
-    .await;
-    let pool = &pool;
-    eventually("the interrupted connection is closed", || async move {
-        pool.stats().closed.broken == 1
+    scenarios::the_command_timeout_stops_the_statement_on_the_server(&pool, sleep, || {
+        running(&marker)
     })
     .await;
 }

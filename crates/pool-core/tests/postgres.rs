@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use keel_pool_core::{DatabaseUrl, Event, PgManager, Pool, PoolError};
+use keel_pool_core::{DatabaseUrl, PgManager, Pool, PoolError};
 use sqlx::Connection;
 
 mod support;
@@ -103,6 +103,7 @@ async fn terminated_sessions_are_replaced_never_handed_out() {
 }
 
 /// A role allowed two connections: the server refuses a third with 53300.
+#[cfg(feature = "tower")]
 async fn limited_role() -> String {
     let mut admin = sqlx::PgConnection::connect(URL).await.unwrap();
     sqlx::raw_sql(
@@ -119,40 +120,14 @@ async fn limited_role() -> String {
 }
 
 #[tokio::test]
+#[cfg(feature = "tower")]
 async fn too_many_connections_hands_the_waiter_a_released_connection() {
-    let url = limited_role().await;
-    let refused = std::sync::Arc::new(tokio::sync::Notify::new());
-    let seen = refused.clone();
-    let pool = Pool::builder(manager(&url))
-        .max_size(4)
-        .wait_timeout(Duration::from_secs(10))
-        .observer(move |e: &Event<'_>| {
-            if matches!(e, Event::ConnectFailed { .. }) {
-                seen.notify_one();
-            }
-        })
-        .build()
-        .await
-        .unwrap();
-    let mut a = pool.get().await.unwrap();
-    let a_pid = backend_pid(&mut a).await;
-    let _b = pool.get().await.unwrap();
-    let waiter = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut c = pool.get().await?;
-            Ok::<_, PoolError<sqlx::Error>>(backend_pid(&mut c).await)
-        })
-    };
-    // The server refuses the third connection (role limit: 53300)...
-    refused.notified().await;
-    // ...and the waiter gets the one released meanwhile, not the error.
-    drop(a);
-    let got = waiter
-        .await
-        .unwrap()
-        .expect("the waiter got the released connection");
-    assert_eq!(got, a_pid);
+    // The server refuses the third connection (role limit: 53300).
+    support::scenarios::a_refused_waiter_gets_the_released_connection(
+        manager(&limited_role().await),
+        |c| Box::pin(async move { i64::from(backend_pid(c).await) }),
+    )
+    .await;
 }
 
 #[tokio::test]

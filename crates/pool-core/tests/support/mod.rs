@@ -4,6 +4,8 @@
 #![allow(dead_code, reason = "each test file uses part of the support module")]
 
 pub(crate) mod cluster;
+#[cfg(feature = "tower")]
+pub(crate) mod scenarios;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
