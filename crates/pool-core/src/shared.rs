@@ -20,9 +20,13 @@ use crate::manager::{CheckIn, Manager};
 use crate::observer::{CloseReason, Event, Observers};
 use crate::stats::Counters;
 
-/// A connection with the pool's bookkeeping.
+/// A pooled connection. Boxed once when opened, so that checkout and
+/// check-in move a pointer rather than the connection and its bookkeeping.
+pub(crate) type Conn<C> = Box<ConnState<C>>;
+
+/// A connection and what the pool knows about it.
 #[derive(Debug)]
-pub(crate) struct Conn<C> {
+pub(crate) struct ConnState<C> {
     pub(crate) raw: C,
     pub(crate) id: u64,
     pub(crate) generation: u64,
@@ -201,7 +205,7 @@ impl<M: Manager> Shared<M> {
         self.open.fetch_add(1, Ordering::AcqRel);
         self.counters.created.fetch_add(1, Ordering::Relaxed);
         self.observers.emit(&Event::Connected { id, took });
-        Conn {
+        Box::new(ConnState {
             raw,
             id,
             generation: self.generation(),
@@ -209,7 +213,7 @@ impl<M: Manager> Shared<M> {
             idle_since_ms: now,
             needs_reset: false,
             canceller,
-        }
+        })
     }
 
     fn expiry(&self, now_ms: u64) -> u64 {
