@@ -7,6 +7,7 @@ mod cancel;
 mod clock;
 mod config;
 mod error;
+mod idle;
 mod maintenance;
 mod manager;
 mod observer;

@@ -5,7 +5,7 @@
 //! opening a connection), so `open <= capacity` always, and a permit goes
 //! back to the semaphore exactly once, when its holder lets go of it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -15,7 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::cancel::Canceller;
 use crate::clock::{PoolClock, millis};
-use crate::config::{PoolConfig, QueueMode};
+use crate::config::PoolConfig;
+use crate::idle::Idle;
 use crate::manager::{CheckIn, Manager};
 use crate::observer::{CloseReason, Event, Observers};
 use crate::stats::Counters;
@@ -58,7 +59,7 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) config: PoolConfig,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) permits: Semaphore,
-    idle: Mutex<VecDeque<Conn<M::Connection>>>,
+    idle: Idle<M::Connection>,
     /// Open connections: idle, checked out, or owned by a task.
     open: AtomicUsize,
     pub(crate) max_size: AtomicUsize,
@@ -94,7 +95,7 @@ impl<M: Manager> Shared<M> {
             manager,
             runtime,
             permits: Semaphore::new(config.capacity()),
-            idle: Mutex::new(VecDeque::with_capacity(config.capacity())),
+            idle: Idle::new(config.capacity(), config.queue),
             open: AtomicUsize::new(0),
             max_size: AtomicUsize::new(config.max_size),
             debt: AtomicUsize::new(0),
@@ -127,45 +128,27 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn idle_len(&self) -> usize {
-        lock(&self.idle).len()
+        self.idle.len()
     }
 
     /// Takes an idle connection, newest or oldest per the queue mode.
     #[inline]
     pub(crate) fn pop_idle(&self) -> Option<Conn<M::Connection>> {
-        let mut idle = lock(&self.idle);
-        match self.config.queue {
-            QueueMode::Lifo => idle.pop_back(),
-            QueueMode::Fifo => idle.pop_front(),
-        }
+        self.idle.pop()
     }
 
     /// Takes every idle connection.
     pub(crate) fn drain_idle(&self) -> Vec<Conn<M::Connection>> {
-        lock(&self.idle).drain(..).collect()
+        self.idle.drain()
     }
 
     /// Removes the idle connections `retire` picks, oldest first; `retire`
     /// sees each connection and how many idle ones would remain without it.
     pub(crate) fn take_idle_where(
         &self,
-        mut retire: impl FnMut(&Conn<M::Connection>, usize) -> Option<CloseReason>,
+        retire: impl FnMut(&Conn<M::Connection>, usize) -> Option<CloseReason>,
     ) -> Vec<(Conn<M::Connection>, CloseReason)> {
-        let mut idle = lock(&self.idle);
-        let mut remaining = idle.len();
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(idle.capacity());
-        for conn in idle.drain(..) {
-            match retire(&conn, remaining - 1) {
-                Some(reason) => {
-                    remaining -= 1;
-                    taken.push((conn, reason));
-                }
-                None => kept.push_back(conn),
-            }
-        }
-        *idle = kept;
-        taken
+        self.idle.take_where(retire)
     }
 
     /// Why a connection must not be used again, if it must not.
@@ -228,6 +211,10 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Closes a connection without waiting (drops it).
+    #[expect(
+        clippy::boxed_local,
+        reason = "connections live boxed; callers hand over the box they hold"
+    )]
     pub(crate) fn discard(&self, conn: Conn<M::Connection>, reason: CloseReason) {
         let id = conn.id;
         drop(conn.raw);
@@ -321,7 +308,7 @@ impl<M: Manager> Shared<M> {
             return;
         }
         conn.idle_since_ms = now;
-        lock(&self.idle).push_back(conn);
+        self.idle.push(conn);
         self.permits.add_permits(1);
         if self.starved.load(Ordering::SeqCst) > 0 {
             self.released.notify_waiters();
@@ -381,14 +368,7 @@ impl<M: Manager> Shared<M> {
         let forgotten = self.permits.forget_permits(shrink);
         self.debt.fetch_add(shrink - forgotten, Ordering::AcqRel);
         let capacity = max_size + self.config.max_overflow;
-        let mut excess = self.open().saturating_sub(capacity);
-        let mut idle = lock(&self.idle);
-        let mut out = Vec::new();
-        while excess > 0 {
-            let Some(conn) = idle.pop_front() else { break };
-            out.push(conn);
-            excess -= 1;
-        }
-        out
+        let excess = self.open().saturating_sub(capacity);
+        self.idle.take_oldest(excess)
     }
 }
