@@ -18,7 +18,7 @@
 )]
 
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
@@ -201,15 +201,22 @@ struct Filled<S: Sessions> {
     store: S,
     ids: Vec<S::Id>,
     data: Data,
+    /// Where a disk store lives, removed after it.
+    _dir: Option<tempfile::TempDir>,
 }
 
-async fn fill<S: Sessions>(store: S) -> Filled<S> {
+async fn fill<S: Sessions>(store: S, dir: Option<tempfile::TempDir>) -> Filled<S> {
     let data = payload();
     let mut ids = Vec::with_capacity(SESSIONS);
     for _ in 0..SESSIONS {
         ids.push(store.create(data.clone()).await);
     }
-    Filled { store, ids, data }
+    Filled {
+        store,
+        ids,
+        data,
+        _dir: dir,
+    }
 }
 
 impl<S: Sessions> Filled<S> {
@@ -255,14 +262,35 @@ fn group<'a>(c: &'a mut Criterion, name: &str, tasks: usize) -> BenchmarkGroup<'
     g
 }
 
+/// A filled store, built the first time a benchmark that uses it runs, so
+/// that a filtered `cargo xtask bench` does not fill the stores it skips.
+struct Lazy<S: Sessions> {
+    cell: OnceLock<Arc<Filled<S>>>,
+    build: Box<dyn Fn() -> Filled<S>>,
+}
+
+impl<S: Sessions> Lazy<S> {
+    fn new(build: impl Fn() -> Filled<S> + 'static) -> Self {
+        Self {
+            cell: OnceLock::new(),
+            build: Box::new(build),
+        }
+    }
+
+    fn get(&self) -> Arc<Filled<S>> {
+        Arc::clone(self.cell.get_or_init(|| Arc::new((self.build)())))
+    }
+}
+
 fn entry<S: Sessions>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     tasks: usize,
     name: &str,
-    run: Run<S>,
+    (store, op): (&Lazy<S>, Op),
 ) {
     g.bench_function(name, |b| {
+        let run = Run(store.get(), op);
         b.iter_custom(|iters| throughput(rt, &run, tasks, iters));
     });
 }
@@ -271,77 +299,89 @@ fn unlimited() -> StoreConfig {
     StoreConfig::default().with_max_sessions(None)
 }
 
+const OPS: [(Op, &str); 3] = [
+    (Op::Get, "get"),
+    (Op::Update, "update"),
+    (Op::Create, "create"),
+];
+
 fn memory(c: &mut Criterion) {
     let rt = runtime(2);
-    let keel = Arc::new(
-        rt.block_on(async { fill(Keel(MemoryStore::new(unlimited()).expect("config"))).await }),
-    );
-    let tower = Arc::new(rt.block_on(fill(TowerMemory(tower_sessions::MemoryStore::default()))));
-    let moka = Arc::new(rt.block_on(fill(Moka::new())));
+    let handle = rt.handle().clone();
+    let keel = Lazy::new(move || {
+        let store = handle.block_on(async { MemoryStore::new(unlimited()) });
+        handle.block_on(fill(Keel(store.expect("config")), None))
+    });
+    let handle = rt.handle().clone();
+    let tower = Lazy::new(move || {
+        handle.block_on(fill(
+            TowerMemory(tower_sessions::MemoryStore::default()),
+            None,
+        ))
+    });
+    let handle = rt.handle().clone();
+    let moka = Lazy::new(move || handle.block_on(fill(Moka::new(), None)));
     // Creates grow the stores: measured last.
-    for (op, name) in [
-        (Op::Get, "get"),
-        (Op::Update, "update"),
-        (Op::Create, "create"),
-    ] {
+    for (op, name) in OPS {
         let mut g = group(c, &format!("session memory {name}"), 2);
-        entry(&mut g, &rt, 2, "keel", Run(keel.clone(), op));
-        entry(
-            &mut g,
-            &rt,
-            2,
-            "tower-sessions MemoryStore",
-            Run(tower.clone(), op),
-        );
-        entry(
-            &mut g,
-            &rt,
-            2,
-            "moka (per-entry expiry)",
-            Run(moka.clone(), op),
-        );
+        entry(&mut g, &rt, 2, "keel", (&keel, op));
+        entry(&mut g, &rt, 2, "tower-sessions MemoryStore", (&tower, op));
+        entry(&mut g, &rt, 2, "moka (per-entry expiry)", (&moka, op));
         g.finish();
     }
 }
 
-fn sled_store(rt: &Runtime, dir: &std::path::Path, durability: Durability) -> SledStore {
-    let config = SledConfig::new(dir).with_durability(durability);
-    rt.block_on(async { SledStore::open(config, unlimited()) })
-        .expect("open")
+/// A sled store filled in relaxed mode (fast), then reopened as asked.
+fn filled_sled(rt: &tokio::runtime::Handle, durability: Durability) -> Filled<Keel<SledStore>> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = |durability| {
+        let config = SledConfig::new(dir.path()).with_durability(durability);
+        rt.block_on(async { SledStore::open(config, unlimited()) })
+            .expect("open")
+    };
+    let relaxed = Durability::Relaxed {
+        flush_every: Duration::from_millis(500),
+    };
+    let Filled {
+        store, ids, data, ..
+    } = rt.block_on(fill(Keel(open(relaxed)), None));
+    drop(store);
+    let store = Keel(open(durability));
+    Filled {
+        store,
+        ids,
+        data,
+        _dir: Some(dir),
+    }
 }
 
 #[expect(clippy::print_stdout, reason = "reports the fsyncs group commit saved")]
 fn sled(c: &mut Criterion) {
     let rt = runtime(2);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relaxed = Durability::Relaxed {
-        flush_every: Duration::from_millis(500),
-    };
-    let filled = rt.block_on(fill(Keel(sled_store(&rt, dir.path(), relaxed))));
-    let filled = Arc::new(filled);
-    for (op, name) in [
-        (Op::Get, "get"),
-        (Op::Update, "update"),
-        (Op::Create, "create"),
-    ] {
+    let handle = rt.handle().clone();
+    let relaxed = Lazy::new(move || {
+        let relaxed = Durability::Relaxed {
+            flush_every: Duration::from_millis(500),
+        };
+        filled_sled(&handle, relaxed)
+    });
+    for (op, name) in OPS {
         let mut g = group(c, &format!("session sled relaxed {name}"), 2);
-        entry(&mut g, &rt, 2, "keel", Run(filled.clone(), op));
+        entry(&mut g, &rt, 2, "keel", (&relaxed, op));
         g.finish();
     }
-    // The same sessions, reopened durable: 64 writers share fsyncs.
-    let Ok(Filled { store, ids, data }) = Arc::try_unwrap(filled) else {
-        unreachable!("the benches above are done with it")
-    };
-    drop(store);
-    let store = Keel(sled_store(&rt, dir.path(), Durability::Durable));
-    let durable = Arc::new(Filled { store, ids, data });
+    // 64 writers share fsyncs.
+    let handle = rt.handle().clone();
+    let durable = Lazy::new(move || filled_sled(&handle, Durability::Durable));
     for (op, name) in [(Op::Update, "update"), (Op::Create, "create")] {
         let mut g = group(c, &format!("session sled durable {name}"), 64);
-        entry(&mut g, &rt, 64, "keel", Run(durable.clone(), op));
+        entry(&mut g, &rt, 64, "keel", (&durable, op));
         g.finish();
     }
-    let fsyncs = durable.store.0.flushes();
-    println!("sled durable: {fsyncs} fsyncs in all");
+    if let Some(durable) = durable.cell.get() {
+        let fsyncs = durable.store.0.flushes();
+        println!("sled durable: {fsyncs} fsyncs in all");
+    }
 }
 
 criterion_group!(benches, memory, sled);
