@@ -29,11 +29,18 @@ impl GroupCommit {
             return Ok(());
         }
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst);
-        let engine = Arc::clone(engine);
-        tokio::task::spawn_blocking(move || engine.flush())
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
-            .map_err(StoreError::Backend)?;
+        let flushed = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let engine = Arc::clone(engine);
+                runtime
+                    .spawn_blocking(move || engine.flush())
+                    .await
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?
+            }
+            // Polled outside tokio: nowhere else to wait for the disk.
+            Err(_) => engine.flush(),
+        };
+        flushed.map_err(StoreError::Backend)?;
         self.durable_through.store(epoch + 1, Ordering::SeqCst);
         self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -127,7 +127,10 @@ impl Drop for Inner {
 /// and in [`Durability::Durable`] mode every acknowledged write survives a
 /// crash (`kill -9`, power loss). Clones share the store; the directory is
 /// locked while it is open. Expired sessions are absent on read and are
-/// removed by a background task every `cleanup_interval`.
+/// removed by a background task every `cleanup_interval` (when opened
+/// inside a tokio runtime; it stops when the last clone is dropped) and by
+/// [`cleanup_expired`](SessionStore::cleanup_expired). A durable write's
+/// fsync runs on tokio's blocking pool (inline when polled outside tokio).
 ///
 /// ```
 /// use keel_session_store::{NewSession, SessionStore, SledConfig, SledStore, StoreConfig};
