@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_session_store::{
-    Data, Durability, JournalEntry, ManualClock, NewSession, SessionId, SessionStore, SledConfig,
-    SledStore, StoreConfig, StoreError,
+    Data, Durability, JournalEntry, ManualClock, NewSession, Observer, SessionId, SessionStore,
+    SledConfig, SledStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 
@@ -38,15 +38,26 @@ impl Sled {
             durability,
         }
     }
+
+    /// A fresh directory under the root for each store.
+    fn next_dir(&self) -> SledConfig {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        SledConfig::new(self.root.path().join(n.to_string())).with_durability(self.durability)
+    }
 }
 
 impl conformance::Factory for Sled {
     type Store = SledStore;
     fn make(&self, config: StoreConfig, clock: ManualClock) -> SledStore {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let sled =
-            SledConfig::new(self.root.path().join(n.to_string())).with_durability(self.durability);
-        SledStore::with_clock(sled, config, clock).unwrap()
+        SledStore::with_clock(self.next_dir(), config, clock).unwrap()
+    }
+    fn make_observed(
+        &self,
+        config: StoreConfig,
+        clock: ManualClock,
+        observer: impl Observer,
+    ) -> SledStore {
+        SledStore::with_observer(self.next_dir(), config, clock, observer).unwrap()
     }
 }
 

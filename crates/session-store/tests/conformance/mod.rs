@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_session_store::{
-    BackupError, BackupKey, BackupOptions, Data, JournalEntry, JournalStatus, ManualClock,
-    NewSession, SessionStore, StoreConfig, StoreError,
+    BackupError, BackupKey, BackupOptions, Data, Event, JournalEntry, JournalStatus, ManualClock,
+    NewSession, Observer, SessionStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 
@@ -21,6 +21,13 @@ use serde_json::json;
 pub(crate) trait Factory {
     type Store: SessionStore;
     fn make(&self, config: StoreConfig, clock: ManualClock) -> Self::Store;
+    /// The same, reporting to `observer`.
+    fn make_observed(
+        &self,
+        config: StoreConfig,
+        clock: ManualClock,
+        observer: impl Observer,
+    ) -> Self::Store;
 }
 
 fn base() -> StoreConfig {
@@ -46,6 +53,7 @@ pub(crate) async fn run_all<F: Factory>(f: &F) {
     journals_keep_order_and_die_with_their_session(f).await;
     backups_round_trip_in_every_mode(f).await;
     a_bad_backup_changes_nothing(f).await;
+    observers_hear_created_conflict_deleted_and_expired(f).await;
 }
 
 async fn create_get_delete<F: Factory>(f: &F) {
@@ -480,4 +488,42 @@ async fn a_bad_backup_changes_nothing<F: Factory>(f: &F) {
         assert_eq!(target.len().await.unwrap(), 1, "{err}: nothing restored");
         assert!(target.get(&mine.id).await.unwrap().is_some(), "{err}");
     }
+}
+
+async fn observers_hear_created_conflict_deleted_and_expired<F: Factory>(f: &F) {
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let clock = ManualClock::at(0);
+    let store = f.make_observed(base(), clock.clone(), move |e: &Event| {
+        sink.lock().unwrap().push(*e);
+    });
+    let a = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let b = store.create(NewSession::new("c", "http")).await.unwrap();
+    store.update(&b.id, b.version, Data::new()).await.unwrap();
+    assert!(store.update(&b.id, b.version, Data::new()).await.is_err());
+    store.delete(&b.id).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    store.cleanup_expired().await.unwrap();
+    assert!(store.get(&a.id).await.unwrap().is_none());
+    let events = events.lock().unwrap();
+    // A disk backend also reports its size after each cleanup (0 while
+    // nothing has reached the disk yet, in relaxed mode).
+    let rest: Vec<Event> = events
+        .iter()
+        .copied()
+        .filter(|e| !matches!(e, Event::SizeOnDisk { .. }))
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            Event::Created,
+            Event::Created,
+            Event::Conflict,
+            Event::Deleted,
+            Event::Expired { count: 1 }
+        ]
+    );
 }
