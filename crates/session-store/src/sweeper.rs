@@ -7,7 +7,7 @@ use tokio::task::AbortHandle;
 
 /// A store's sweep task: started when the store is built inside a tokio
 /// runtime, ended when the store is dropped (it holds only a weak handle,
-/// and the store aborts it).
+/// and the store aborts it). Each sweep runs on the blocking pool.
 #[derive(Debug, Default)]
 pub(crate) struct Sweeper(Mutex<Option<AbortHandle>>);
 
@@ -27,7 +27,8 @@ impl Sweeper {
             loop {
                 ticks.tick().await;
                 let Some(store) = store.upgrade() else { return };
-                sweep(&store);
+                // A sweep may do disk I/O (sled): off the async workers.
+                let _ = tokio::task::spawn_blocking(move || sweep(&store)).await;
             }
         });
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
