@@ -378,7 +378,18 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
-        self.modify(id, |current, now| Ok(current.touched(now)))
+        let now = self.now();
+        let mut shard = self.write(id);
+        drop(self.live(&mut shard, id, now)?);
+        let slot = shard.sessions.get_mut(id).ok_or(StoreError::NotFound)?;
+        // Expiry only moves later, so the index entry stays (see `Slot`).
+        // When nobody holds this version, mark it in place rather than
+        // copying its data into a new one; a held version is never changed.
+        match Arc::get_mut(&mut slot.session) {
+            Some(session) => session.last_activity = now,
+            None => slot.session = Arc::new(slot.session.touched(now)),
+        }
+        Ok(Arc::clone(&slot.session))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {

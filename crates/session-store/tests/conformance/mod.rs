@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_session_store::{
-    BackupError, BackupKey, BackupOptions, Data, Event, JournalEntry, JournalStatus, ManualClock,
-    NewSession, Observer, SessionStore, StoreConfig, StoreError,
+    BackupError, BackupKey, BackupOptions, Clock, Data, Event, JournalEntry, JournalStatus,
+    ManualClock, NewSession, Observer, SessionStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 
@@ -127,7 +127,13 @@ async fn touch_slides_the_ttl<F: Factory>(f: &F) {
         clock.advance(Duration::from_secs(8));
         let touched = store.touch(&s.id).await.unwrap();
         assert_eq!(touched.version, s.version, "touch changes no data");
+        assert_eq!(touched.last_activity, clock.now_millis());
     }
+    // A session someone holds is a snapshot: a touch never changes it.
+    let held = store.get(&s.id).await.unwrap().unwrap();
+    clock.advance(Duration::from_secs(1));
+    let touched = store.touch(&s.id).await.unwrap();
+    assert_eq!(held.last_activity + 1000, touched.last_activity);
     assert!(
         store.get(&s.id).await.unwrap().is_some(),
         "alive 40 s later thanks to touches"
