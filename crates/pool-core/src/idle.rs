@@ -8,9 +8,7 @@
 //! holds a permit before it looks, so a checkout always finds a connection
 //! that was idle when it got its permit.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::config::QueueMode;
@@ -38,22 +36,11 @@ fn shard_count() -> usize {
     })
 }
 
-thread_local! {
-    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// This thread's queue.
+/// This thread's queue: its stats stripe (16 of them, a multiple of the
+/// queue count), so one thread-local serves both.
 #[inline]
 fn home(shards: usize) -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    HOME.with(|h| {
-        let mut i = h.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed);
-            h.set(i);
-        }
-        i & (shards - 1)
-    })
+    crate::stats::stripe() & (shards - 1)
 }
 
 impl<C> Idle<C> {

@@ -148,7 +148,9 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn stripe() -> usize {
+/// This thread's stripe, 0..16, handed out round-robin on first use.
+#[inline]
+pub(crate) fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     STRIPE.with(|s| {
         let mut i = s.get();
