@@ -1,6 +1,6 @@
 //! The in-memory backend: sharded maps with an expiry index per shard.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -37,6 +37,8 @@ struct Shard {
     journals: HashMap<SessionId, Journal, BuildHasherDefault<IdHasher>>,
     /// (filed expiry, id) for every session, so cleanup is a range split.
     expiry: BTreeSet<(u64, SessionId)>,
+    /// The sessions of each client, so `by_client` reads only theirs.
+    clients: HashMap<Box<str>, HashSet<SessionId, BuildHasherDefault<IdHasher>>>,
 }
 
 impl Shard {
@@ -51,8 +53,19 @@ impl Shard {
     fn remove(&mut self, id: &SessionId) -> Option<Arc<Session>> {
         let slot = self.sessions.remove(id)?;
         self.expiry.remove(&(slot.indexed, *id));
-        self.journals.remove(id);
+        self.forget(&slot.session);
         Some(slot.session)
+    }
+
+    /// Drops what besides its slot and index entry refers to `session`.
+    fn forget(&mut self, session: &Session) {
+        self.journals.remove(&session.id);
+        if let Some(ids) = self.clients.get_mut(session.client_id.as_str()) {
+            ids.remove(&session.id);
+            if ids.is_empty() {
+                self.clients.remove(session.client_id.as_str());
+            }
+        }
     }
 
     /// Stores `session`; returns the version it replaced, for the caller to
@@ -71,6 +84,10 @@ impl Shard {
             }
             None => {
                 self.expiry.insert((expires, id));
+                self.clients
+                    .entry(session.client_id.as_str().into())
+                    .or_default()
+                    .insert(id);
                 self.sessions.insert(
                     id,
                     Slot {
@@ -96,8 +113,9 @@ impl Shard {
             };
             let expires = slot.session.expires_at();
             if expires <= now {
-                self.sessions.remove(&id);
-                self.journals.remove(&id);
+                if let Some(slot) = self.sessions.remove(&id) {
+                    self.forget(&slot.session);
+                }
                 removed += 1;
             } else {
                 slot.indexed = expires;
@@ -414,10 +432,13 @@ impl SessionStore for MemoryStore {
         let mut found = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(ids) = shard.clients.get(client_id) else {
+                continue;
+            };
             found.extend(
-                shard
-                    .all()
-                    .filter(|s| s.client_id == client_id && !s.is_expired(now))
+                ids.iter()
+                    .filter_map(|id| shard.get(id))
+                    .filter(|s| !s.is_expired(now))
                     .cloned(),
             );
         }

@@ -42,6 +42,7 @@ const STRIPES: usize = 64;
 const SESSION: u8 = b's';
 const EXPIRY: u8 = b'x';
 const JOURNAL: u8 = b'j';
+const CLIENT: u8 = b'c';
 
 struct Inner {
     engine: Arc<dyn Engine>,
@@ -156,16 +157,11 @@ impl SledStore {
                 Some(ms)
             }
         };
-        let db = sled::Config::new()
-            .path(&sled.path)
-            .cache_capacity(sled.cache_bytes)
-            .flush_every_ms(flush_every)
-            .open()
-            .map_err(|e| {
-                StoreError::Backend(
-                    format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
-                )
-            })?;
+        let db = open_db(&sled, flush_every).map_err(|e| {
+            StoreError::Backend(
+                format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
+            )
+        })?;
         let engine: Arc<dyn Engine> = Arc::new(db);
         let mut sessions = 0;
         engine
@@ -260,7 +256,7 @@ impl SledStore {
     fn live(&self, id: &SessionId, now: u64) -> Result<Stored, StoreError> {
         let current = self.load(id)?.ok_or(StoreError::NotFound)?;
         if current.head.is_expired(now) {
-            erase(&*self.inner.engine, current.filed, id)?;
+            erase(&*self.inner.engine, &current)?;
             self.inner.count.remove(1);
             self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
@@ -356,6 +352,29 @@ impl SledStore {
     }
 }
 
+/// Opens the database. A store of this process that was just dropped can
+/// hold the directory lock a moment longer (sled's I/O threads finish
+/// their writes first), so a held lock is retried for up to a second
+/// before it is reported.
+fn open_db(sled: &SledConfig, flush_every: Option<u64>) -> sled::Result<sled::Db> {
+    let open = || {
+        sled::Config::new()
+            .path(&sled.path)
+            .cache_capacity(sled.cache_bytes)
+            .flush_every_ms(flush_every)
+            .open()
+    };
+    for _ in 0..20 {
+        match open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+    open()
+}
+
 fn lock_stripe<'a>(inner: &'a Inner, id: &SessionId) -> MutexGuard<'a, ()> {
     inner.stripes[usize::from(id.as_bytes()[0]) % STRIPES]
         .lock()
@@ -374,6 +393,23 @@ fn load(inner: &Inner, id: &SessionId) -> Result<Option<Stored>, StoreError> {
 fn key(space: u8, id: &SessionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(space);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `c` + client id length (u32 BE) + client id: every session of one
+/// client under one prefix.
+fn client_prefix(client_id: &str) -> Vec<u8> {
+    let len = u32::try_from(client_id.len()).unwrap_or(u32::MAX);
+    let mut k = Vec::with_capacity(5 + client_id.len() + 16);
+    k.push(CLIENT);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(client_id.as_bytes());
+    k
+}
+
+fn client_key(client_id: &str, id: &SessionId) -> Vec<u8> {
+    let mut k = client_prefix(client_id);
     k.extend_from_slice(id.as_bytes());
     k
 }
@@ -399,11 +435,16 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result
 // Writes go one key at a time (sled's batches take a lock that stops the
 // whole tree), in an order that leaves, after a crash between any two, at
 // worst an index entry pointing at nothing or at a session filed
-// elsewhere; the sweep removes those when they come due.
+// elsewhere; the sweep (expiry entries) and `by_client` (client entries)
+// remove those when they meet them.
 
-/// Writes a new session: its index entry, then the record.
+/// Writes a new session: its client and expiry index entries, then the
+/// record.
 fn insert(engine: &dyn Engine, session: &Session) -> Result<(), StoreError> {
     let expires = session.expires_at();
+    engine
+        .put(&client_key(&session.client_id, &session.id), Vec::new())
+        .map_err(StoreError::Backend)?;
     file(
         engine,
         expires,
@@ -439,12 +480,14 @@ fn replace(engine: &dyn Engine, filed: u64, next: &Session) -> Result<(), StoreE
         .map_err(StoreError::Backend)
 }
 
-/// Removes everything of a session: journal, record, then index entry.
-fn erase(engine: &dyn Engine, filed: u64, id: &SessionId) -> Result<(), StoreError> {
+/// Removes everything of a session: journal, record, then index entries.
+fn erase(engine: &dyn Engine, stored: &Stored) -> Result<(), StoreError> {
+    let id = &stored.head.id;
     engine
         .remove(&key(JOURNAL, id))
         .and_then(|()| engine.remove(&key(SESSION, id)))
-        .and_then(|()| engine.remove(&expiry_key(filed, id)))
+        .and_then(|()| engine.remove(&expiry_key(stored.filed, id)))
+        .and_then(|()| engine.remove(&client_key(&stored.head.client_id, id)))
         .map_err(StoreError::Backend)
 }
 
@@ -473,7 +516,7 @@ fn sweep(inner: &Inner, now: u64) -> Result<usize, StoreError> {
         match load(inner, &id)? {
             Some(stored) if stored.filed == filed => {
                 if stored.head.is_expired(now) {
-                    erase(engine, filed, &id)?;
+                    erase(engine, &stored)?;
                     inner.count.remove(1);
                     removed += 1;
                 } else {
@@ -569,7 +612,7 @@ impl SessionStore for SledStore {
             let Some(stored) = self.load(id)? else {
                 return Ok(false);
             };
-            erase(&*self.inner.engine, stored.filed, id)?;
+            erase(&*self.inner.engine, &stored)?;
             self.inner.count.remove(1);
         }
         self.acknowledge().await?;
@@ -587,12 +630,42 @@ impl SessionStore for SledStore {
 
     async fn by_client(&self, client_id: &str) -> Result<Vec<Arc<Session>>, StoreError> {
         let now = self.now();
-        let mut found = Vec::new();
-        self.scan_sessions(|s| {
-            if s.client_id == client_id && !s.is_expired(now) {
-                found.push(Arc::new(s));
+        let prefix = client_prefix(client_id);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[u8::MAX; 17]);
+        let mut ids = Vec::new();
+        self.inner
+            .engine
+            .scan(&prefix[..]..&end[..], &mut |k, _| {
+                if let Some(id) = k
+                    .get(prefix.len()..)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                {
+                    ids.push(SessionId::from_bytes(id));
+                }
+                true
+            })
+            .map_err(StoreError::Backend)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load(&id)? {
+                Some(stored) if !stored.head.is_expired(now) => {
+                    found.push(Arc::new(stored.session()?));
+                }
+                Some(_) => {}
+                None => {
+                    // Left by a crash between two writes of a create or a
+                    // delete: clear it, under the session's lock.
+                    let _stripe = self.lock(&id);
+                    if self.load(&id)?.is_none() {
+                        self.inner
+                            .engine
+                            .remove(&client_key(client_id, &id))
+                            .map_err(StoreError::Backend)?;
+                    }
+                }
             }
-        })?;
+        }
         found.sort_by_key(|s| (s.created_at, s.id));
         Ok(found)
     }
@@ -661,6 +734,7 @@ impl SessionStore for SledStore {
                 let (id, expires) = (&dump.session.id, dump.session.expires_at());
                 batch.put(key(SESSION, id), Stored::encode(expires, &dump.session)?);
                 batch.put(expiry_key(expires, id), Vec::new());
+                batch.put(client_key(&dump.session.client_id, id), Vec::new());
                 if !dump.journal.is_empty() {
                     batch.put(key(JOURNAL, id), to_json(&dump.journal)?);
                 }
@@ -729,5 +803,37 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         assert_eq!(store.cleanup_expired().await.unwrap(), 1);
         assert_eq!(index_keys(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn by_client_reads_the_client_index_and_clears_what_a_crash_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(SledConfig::new(dir.path()), StoreConfig::default()).unwrap();
+        let mine = store.create(NewSession::new("ann", "http")).await.unwrap();
+        store.create(NewSession::new("anna", "http")).await.unwrap();
+        store.create(NewSession::new("an", "http")).await.unwrap();
+        // A create cut after its client entry.
+        let ghost = SessionId::random().unwrap();
+        let engine = &*store.inner.engine;
+        engine.put(&client_key("ann", &ghost), Vec::new()).unwrap();
+        let found: Vec<_> = store
+            .by_client("ann")
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(
+            found,
+            [mine.id],
+            "only ann's, not anna's or an's, nor the ghost"
+        );
+        assert!(
+            engine.get(&client_key("ann", &ghost)).unwrap().is_none(),
+            "cleared"
+        );
+        store.delete(&mine.id).await.unwrap();
+        assert!(store.by_client("ann").await.unwrap().is_empty());
+        assert!(engine.get(&client_key("ann", &mine.id)).unwrap().is_none());
     }
 }
