@@ -312,6 +312,17 @@ async fn acknowledged_durable_writes_survive_kill_9() {
             }
         }
         assert!(store.len().await.unwrap() >= acked.len());
+        let listed: std::collections::HashSet<_> = store
+            .by_client("c")
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert!(
+            acked.keys().all(|id| listed.contains(id)),
+            "round {round}: an acknowledged session is missing from its client's index"
+        );
         store.cleanup_expired().await.unwrap();
         total += acks;
     }
