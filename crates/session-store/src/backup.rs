@@ -18,6 +18,7 @@
 use std::fmt;
 use std::io;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -186,19 +187,21 @@ pub enum BackupError {
 }
 
 /// One session with its journal, as backups, exports and snapshots carry it.
+/// The session is shared with the store that exported it, so exporting
+/// (and backing up) a large store does not copy every session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionDump {
     /// The session.
-    pub session: Session,
+    pub session: Arc<Session>,
     #[serde(default, skip_serializing_if = "Journal::is_empty")]
     pub(crate) journal: Journal,
 }
 
 impl SessionDump {
     /// A session with no journal.
-    pub fn new(session: Session) -> Self {
+    pub fn new(session: impl Into<Arc<Session>>) -> Self {
         Self {
-            session,
+            session: session.into(),
             journal: Journal::default(),
         }
     }

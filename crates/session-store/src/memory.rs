@@ -483,7 +483,7 @@ impl SessionStore for MemoryStore {
                     .all()
                     .filter(|s| !s.is_expired(now))
                     .map(|s| SessionDump {
-                        session: Session::clone(s),
+                        session: Arc::clone(s),
                         journal: shard.journals.get(&s.id).cloned().unwrap_or_default(),
                     }),
             );
@@ -509,7 +509,7 @@ impl SessionStore for MemoryStore {
             if !dump.journal.is_empty() {
                 shard.journals.insert(dump.session.id, dump.journal);
             }
-            shard.put(Arc::new(dump.session));
+            shard.put(dump.session);
         }
         self.inner.count.set(count);
         Ok(count)

@@ -62,3 +62,21 @@ fn bad_config_names_the_field() {
     let err = MemoryStore::new(StoreConfig::default().with_max_sessions(Some(0))).unwrap_err();
     assert_eq!(err.field(), "max_sessions");
 }
+
+#[tokio::test]
+async fn export_shares_the_sessions_instead_of_copying_them() {
+    let store = MemoryStore::new(StoreConfig::default()).unwrap();
+    let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    let dumps = store.export().await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&dumps[0].session, &s));
+    // A store that imported it shares it too, and a touch on either never
+    // changes the other's copy.
+    let other = MemoryStore::new(StoreConfig::default()).unwrap();
+    other.import(dumps).await.unwrap();
+    let touched = other.touch(&s.id).await.unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&touched, &s));
+    assert_eq!(
+        store.get(&s.id).await.unwrap().unwrap().last_activity,
+        s.last_activity
+    );
+}

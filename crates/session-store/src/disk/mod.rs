@@ -705,7 +705,10 @@ impl SessionStore for SledStore {
             .into_iter()
             .map(|session| {
                 let journal = self.load_journal(&session.id)?;
-                Ok(SessionDump { session, journal })
+                Ok(SessionDump {
+                    session: Arc::new(session),
+                    journal,
+                })
             })
             .collect()
     }
