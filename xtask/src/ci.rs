@@ -60,7 +60,8 @@ fn clippy() -> Result<(), String> {
 }
 
 /// keel-breaker alone: no keel crate and no tokio in its normal tree, and it
-/// builds clean without default features.
+/// builds clean without default features; keel-session-store builds clean
+/// with no backend and with sled alone.
 fn standalone() -> Result<(), String> {
     let out = output(cargo(&[
         "tree",
@@ -95,7 +96,23 @@ fn standalone() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))?;
+    // The session store builds clean with no backend and with sled alone
+    // (the workspace checks above see only all features at once).
+    for features in ["", "sled"] {
+        status(cargo(&[
+            "clippy",
+            "-p",
+            "keel-session-store",
+            "--no-default-features",
+            "--features",
+            features,
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    Ok(())
 }
 
 fn test() -> Result<(), String> {
