@@ -1,8 +1,6 @@
 //! The conformance suite on the memory backend, and what is its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::time::Duration;
-
 use keel_session_store::{
     ManualClock, MemoryStore, NewSession, Observer, SessionStore, StoreConfig,
 };
@@ -34,22 +32,8 @@ async fn memory_store_conforms() {
 #[tokio::test(start_paused = true)]
 async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() {
     let clock = ManualClock::at(0);
-    let config = StoreConfig::default().with_cleanup_interval(Duration::from_secs(60));
-    let store = MemoryStore::with_clock(config, clock.clone()).unwrap();
-    for _ in 0..10 {
-        store
-            .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(30)))
-            .await
-            .unwrap();
-    }
-    clock.advance(Duration::from_secs(31));
-    assert_eq!(store.len().await.unwrap(), 10, "not swept yet");
-    tokio::time::sleep(Duration::from_secs(61)).await;
-    assert_eq!(
-        store.len().await.unwrap(),
-        0,
-        "swept by the background task"
-    );
+    let store = MemoryStore::with_clock(conformance::sweep_config(), clock.clone()).unwrap();
+    conformance::the_background_sweep_frees_expired_sessions(&store, &clock).await;
     // Dropping the last handle ends the task (the runtime has none left).
     drop(store);
     tokio::task::yield_now().await;

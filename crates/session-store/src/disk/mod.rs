@@ -366,7 +366,8 @@ fn open_db(sled: &SledConfig, flush_every: Option<u64>) -> sled::Result<sled::Db
     };
     for _ in 0..20 {
         match open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled reports a held lock only in its message (kind Other).
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,

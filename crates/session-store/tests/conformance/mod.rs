@@ -533,3 +533,30 @@ async fn observers_hear_created_conflict_deleted_and_expired<F: Factory>(f: &F) 
         ]
     );
 }
+
+/// The background sweep, on a store built on `clock` with a 60 s
+/// `cleanup_interval` (see [`sweep_config`]), in a runtime with paused time.
+pub(crate) async fn the_background_sweep_frees_expired_sessions<S: SessionStore>(
+    store: &S,
+    clock: &ManualClock,
+) {
+    for _ in 0..10 {
+        store
+            .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(store.len().await.unwrap(), 10, "not swept yet");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(
+        store.len().await.unwrap(),
+        0,
+        "swept by the background task"
+    );
+}
+
+/// The config [`the_background_sweep_frees_expired_sessions`] expects.
+pub(crate) fn sweep_config() -> StoreConfig {
+    StoreConfig::default().with_cleanup_interval(Duration::from_secs(60))
+}
