@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use keel_session_store::{
     BackupError, BackupKey, BackupOptions, Clock, Data, Event, JournalEntry, JournalStatus,
-    ManualClock, NewSession, Observer, SessionStore, StoreConfig, StoreError,
+    ManualClock, NewSession, Observer, Session, SessionStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 
@@ -76,13 +76,19 @@ async fn create_get_delete<F: Factory>(f: &F) {
     assert_eq!(store.len().await.unwrap(), 0);
 }
 
-async fn expired_sessions_are_absent_on_every_read<F: Factory>(f: &F) {
+/// A fresh store on a clock at 0 holding one session with a 10 s TTL.
+async fn ten_second_session<F: Factory>(f: &F) -> (ManualClock, F::Store, Arc<Session>) {
     let clock = ManualClock::at(0);
     let store = f.make(base(), clock.clone());
     let s = store
         .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
         .await
         .unwrap();
+    (clock, store, s)
+}
+
+async fn expired_sessions_are_absent_on_every_read<F: Factory>(f: &F) {
+    let (clock, store, s) = ten_second_session(f).await;
     clock.advance(Duration::from_millis(9_999));
     assert!(store.get(&s.id).await.unwrap().is_some());
     clock.advance(Duration::from_millis(1));
@@ -117,12 +123,7 @@ async fn cleanup_frees_expired_sessions<F: Factory>(f: &F) {
 }
 
 async fn touch_slides_the_ttl<F: Factory>(f: &F) {
-    let clock = ManualClock::at(0);
-    let store = f.make(base(), clock.clone());
-    let s = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let (clock, store, s) = ten_second_session(f).await;
     for _ in 0..5 {
         clock.advance(Duration::from_secs(8));
         let touched = store.touch(&s.id).await.unwrap();
@@ -148,12 +149,7 @@ async fn touch_slides_the_ttl<F: Factory>(f: &F) {
 }
 
 async fn an_update_can_set_a_new_ttl<F: Factory>(f: &F) {
-    let clock = ManualClock::at(0);
-    let store = f.make(base(), clock.clone());
-    let s = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let (clock, store, s) = ten_second_session(f).await;
     clock.advance(Duration::from_secs(5));
     let updated = store
         .update_with_ttl(
