@@ -137,8 +137,8 @@ impl StoreConfig {
 }
 
 /// The JSON size of `data`, without building the string: a walk over the
-/// values that scans each string once for the bytes JSON escapes (several
-/// times faster than serializing into a counter, on the write path).
+/// values that scans each string once for the bytes JSON escapes, instead
+/// of running the serializer (it sits on every write).
 fn serialized_len(data: &Data) -> usize {
     object_len(data)
 }
