@@ -10,7 +10,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::classify::Outcome;
@@ -19,6 +19,7 @@ use crate::config::{BreakerConfig, ConfigError, MAX_HALF_OPEN_CALLS};
 use crate::counters::{Counter, Counters, Padded};
 use crate::observer::{DynObserver, Event, Observer};
 use crate::state::{State, Word};
+use crate::timer::{self, Expire};
 use crate::window::{SlidingWindow, WindowStats};
 
 /// A circuit breaker. Clones share one breaker; it is `Send + Sync`.
@@ -56,6 +57,14 @@ pub(crate) struct Shared {
     open_until: AtomicU64,
     /// Nanoseconds since `base` of the latest half-open admission attempt.
     last_trial_at: AtomicU64,
+    /// The generation of the open period the shared timer will end, if any
+    /// (`u64::MAX`: none). While the word is Open in this generation, the
+    /// deadline is still ahead and a rejection needs no clock read.
+    timer_armed: AtomicU64,
+    /// Whether open periods are ended by the shared timer.
+    automatic: bool,
+    /// This breaker, for the timer (which must not keep it alive).
+    me: Weak<Shared>,
     window: Option<SlidingWindow>,
     /// The Closed path reads the clock only if a policy needs the time.
     clock_in_closed: bool,
@@ -63,8 +72,8 @@ pub(crate) struct Shared {
     max_wait_nanos: u64,
     config: BreakerConfig,
     base: Instant,
-    /// `base` on the clock's coarse timeline, if it has one.
-    base_coarse: Option<u64>,
+    /// `base` in nanoseconds past [`epoch`] (system clock only).
+    base_since_epoch: u64,
     clock: Arc<dyn Clock>,
     observer: Option<DynObserver>,
     external: Option<Mutex<Box<dyn ExternalPolicy>>>,
@@ -82,36 +91,94 @@ struct Transitions {
 }
 
 /// Why a call was turned away.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Two plain words, like `Ticket`: a rejection travels through memory, and a
+// narrow field read back as part of a wider load stalls store forwarding on
+// every rejection.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rejected {
-    state: State,
-    retry_after: Option<Duration>,
+    /// The state's word tag, and the [`Retry`] kind << 8.
+    tag: u64,
+    /// The [`Retry`] value.
+    nanos: u64,
+}
+
+/// When a rejected caller may try again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    Unknown,
+    After(Duration),
+    /// Nanoseconds past [`epoch`] on the system clock: the time left is
+    /// worked out only if asked, so that the rejection reads no clock.
+    At(u64),
+}
+
+/// The origin of [`Retry::At`]: taken before any breaker's base, so that
+/// every system-clock base is at or after it.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Rejected {
+    #[inline(always)]
+    fn new(state: State, retry: Retry) -> Self {
+        let (kind, nanos) = match retry {
+            Retry::Unknown => (0, 0),
+            Retry::After(after) => (1, self::nanos(after)),
+            Retry::At(at) => (2, at),
+        };
+        Self {
+            tag: Word::enter(state, 0).0 | kind << 8,
+            nanos,
+        }
+    }
+
+    fn retry(&self) -> Retry {
+        match self.tag >> 8 {
+            1 => Retry::After(Duration::from_nanos(self.nanos)),
+            2 => Retry::At(self.nanos),
+            _ => Retry::Unknown,
+        }
+    }
+
     /// The state that turned the call away: `Open`, `HalfOpen` (all trial
     /// slots busy) or `ForcedOpen`.
     pub fn state(&self) -> State {
-        self.state
+        Word(self.tag & 0xff).state()
     }
 
     /// How long until the breaker will admit a trial call, when known
     /// (an Open breaker knows; a half-open or forced-open one does not).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.retry() {
+            Retry::Unknown => None,
+            Retry::After(after) => Some(after),
+            Retry::At(at) => epoch()
+                .checked_add(Duration::from_nanos(at))
+                .map(|at| at.saturating_duration_since(Instant::now())),
+        }
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("state", &self.state())
+            .field("retry_after", &self.retry_after())
+            .finish()
     }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.state {
+        match self.state() {
             State::HalfOpen => {
                 f.write_str("circuit breaker is half-open and its trial calls are busy")
             }
             State::ForcedOpen => f.write_str("circuit breaker is forced open"),
             state => {
                 write!(f, "circuit breaker is {}", state.as_str())?;
-                if let Some(after) = self.retry_after {
+                if let Some(after) = self.retry_after() {
                     write!(f, "; retry after {after:?}")?;
                 }
                 Ok(())
@@ -410,24 +477,32 @@ impl BreakerBuilder {
             .map(|_| nanos(config.slow_call_threshold));
         let clock_in_closed = slow_threshold_nanos.is_some()
             || window.as_ref().is_some_and(SlidingWindow::needs_clock);
+        let epoch = epoch();
         let base = self.clock.now();
-        let base_coarse = self.clock.coarse().map(|c| c.nanos());
+        let base_since_epoch = nanos(base.saturating_duration_since(epoch));
+        // The timer sleeps on the system clock, so only a breaker on that
+        // clock can be driven by it.
+        let automatic = config.half_open.automatic && self.clock.is_system();
+        let max_wait_nanos = nanos(config.half_open.max_wait);
         let seed = self
             .seed
             .unwrap_or_else(|| RandomState::new().hash_one(base));
         Ok(CircuitBreaker {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|me| Shared {
                 word: Padded(AtomicU64::new(Word::enter(State::Closed, 0).0)),
                 consecutive: Padded(AtomicU32::new(0)),
                 counters: Counters::new(),
                 open_until: AtomicU64::new(0),
                 last_trial_at: AtomicU64::new(0),
+                timer_armed: AtomicU64::new(u64::MAX),
+                automatic,
+                me: me.clone(),
                 window,
                 clock_in_closed,
                 slow_threshold_nanos,
-                max_wait_nanos: nanos(config.half_open.max_wait),
+                max_wait_nanos,
                 base,
-                base_coarse,
+                base_since_epoch,
                 clock: self.clock,
                 observer: self.observer.map(DynObserver),
                 external: self.external.map(Mutex::new),
@@ -448,7 +523,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing under these locks can leave the data half-updated, so a panic
     // elsewhere while one was held does not make it unusable.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -618,6 +693,15 @@ impl fmt::Debug for Shared {
     }
 }
 
+impl Expire for Shared {
+    fn expire(&self, generation: u64) {
+        let word = self.load();
+        if word.state() == State::Open && word.generation() == generation {
+            self.transition(word, State::HalfOpen, self.now_nanos(), None);
+        }
+    }
+}
+
 impl Shared {
     #[inline]
     fn load(&self) -> Word {
@@ -639,32 +723,19 @@ impl Shared {
         self.acquire_not_closed(word)
     }
 
-    /// Turns calls away while Open on the coarse clock when it can, else
-    /// takes the slow path.
-    #[inline(never)]
+    /// Turns calls away while an open period the timer will end is still
+    /// running (no clock read: the timer has not fired, so the deadline is
+    /// ahead), else takes the slow path.
+    #[inline]
     fn acquire_not_closed(&self, word: Word) -> Result<Ticket, Rejected> {
         if word.state() == State::Open
-            && let Some(remaining) = self.open_for_sure()
+            && word.generation() == self.timer_armed.load(Ordering::Relaxed)
         {
-            return Err(self.reject(State::Open, Some(Duration::from_nanos(remaining))));
+            let until = self.open_until.load(Ordering::Relaxed);
+            let at = self.base_since_epoch.saturating_add(until);
+            return Err(self.reject(State::Open, Retry::At(at)));
         }
         self.acquire_slow(word)
-    }
-
-    /// While Open: the time left, if a coarse reading proves the deadline is
-    /// still ahead, so that a rejection needs no precise clock read.
-    #[inline]
-    fn open_for_sure(&self) -> Option<u64> {
-        let base = self.base_coarse?;
-        let reading = self.clock.coarse()?;
-        let until = self.open_until.load(Ordering::Acquire);
-        // The reading and `base` each lag the precise clock by at most `lag`,
-        // so `elapsed` is within `lag` of the precise elapsed time.
-        let elapsed = reading.nanos().checked_sub(base)?;
-        let lag = nanos(reading.max_lag());
-        let latest = elapsed.checked_add(lag)?;
-        // Well before the deadline, report the least time that can be left.
-        (latest.checked_add(lag)? < until).then(|| until - latest)
     }
 
     #[inline(always)]
@@ -686,14 +757,13 @@ impl Shared {
                 State::Disabled => {
                     return Ok(Ticket::new(word.generation(), Kind::Untracked, 0));
                 }
-                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, Retry::Unknown)),
                 State::Open => {
                     let now = self.now_nanos();
                     let until = self.open_until.load(Ordering::Acquire);
                     if now < until {
-                        return Err(
-                            self.reject(State::Open, Some(Duration::from_nanos(until - now)))
-                        );
+                        let after = Duration::from_nanos(until - now);
+                        return Err(self.reject(State::Open, Retry::After(after)));
                     }
                     word = self.transition(word, State::HalfOpen, now, None);
                 }
@@ -720,7 +790,7 @@ impl Shared {
                     }
                     let last = self.last_trial_at.load(Ordering::Acquire);
                     if now.saturating_sub(last) < self.max_wait_nanos {
-                        return Err(self.reject(State::HalfOpen, None));
+                        return Err(self.reject(State::HalfOpen, Retry::Unknown));
                     }
                     word = self.reclaim_trials(word);
                 }
@@ -728,17 +798,25 @@ impl Shared {
         }
     }
 
-    #[inline]
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
+    #[inline(always)]
+    fn reject(&self, state: State, retry: Retry) -> Rejected {
         self.counters.add(Counter::Rejections);
+        let rejected = Rejected::new(state, retry);
+        if self.observer.is_some() {
+            self.report_rejection(rejected);
+        }
+        rejected
+    }
+
+    #[cold]
+    fn report_rejection(&self, rejected: Rejected) {
         if let Some(observer) = &self.observer {
             observer.0.on_event(&Event::Rejected {
                 name: &self.name,
-                state,
-                retry_after,
+                state: rejected.state(),
+                retry_after: rejected.retry_after(),
             });
         }
-        Rejected { state, retry_after }
     }
 
     /// Every trial slot has been held past `max_wait` with no verdict: start
@@ -939,8 +1017,27 @@ impl Shared {
         self.prepare(&mut tr, to, now, open_for);
         let (from, next) = self.publish(word, to);
         drop(tr);
+        if to == State::Open {
+            self.arm_timer(next.generation());
+        }
         self.emit_transition(from.state(), to);
         next
+    }
+
+    /// Has the shared timer end the open period `generation`, when this
+    /// breaker is driven by it.
+    fn arm_timer(&self, generation: u64) {
+        if !self.automatic {
+            return;
+        }
+        let until = Duration::from_nanos(self.open_until.load(Ordering::Acquire));
+        let Some(at) = self.base.checked_add(until) else {
+            return; // a deadline past the clock's range: callers check the clock
+        };
+        let me: Weak<dyn Expire> = self.me.clone();
+        if timer::schedule(at, generation, me) {
+            self.timer_armed.store(generation, Ordering::Release);
+        }
     }
 
     /// Stores the first word of state `to` over `word` (under the
@@ -1309,85 +1406,93 @@ mod tests {
         assert!(events[1].contains("Rejected") && events[1].contains("\"db\""));
     }
 
-    /// A manual clock whose coarse reading is the precise time rounded down
-    /// to 4 ms ticks, like `CLOCK_MONOTONIC_COARSE`.
-    #[derive(Debug, Clone)]
-    struct TickingClock(ManualClock, Instant);
-
-    impl Clock for TickingClock {
-        fn now(&self) -> Instant {
-            self.0.now()
-        }
-        fn coarse(&self) -> Option<crate::CoarseReading> {
-            let tick = 4_000_000;
-            let nanos = nanos(self.0.now() - self.1) / tick * tick;
-            Some(crate::CoarseReading::new(nanos, Duration::from_nanos(tick)))
-        }
-    }
-
-    #[test]
-    fn coarse_rejections_never_outlast_the_deadline() {
-        let manual = ManualClock::new();
-        let clock = TickingClock(manual.clone(), manual.now());
-        manual.advance(Duration::from_millis(3)); // base lags by 3 ms on the coarse timeline
-        let b = CircuitBreaker::builder(
+    fn system_breaker(open_for: Duration, automatic: bool) -> CircuitBreaker {
+        CircuitBreaker::new(
             BreakerConfig::default()
                 .with_consecutive_failures(Some(1))
-                .with_open_duration(Duration::from_millis(100)),
+                .with_open_duration(open_for)
+                .with_half_open(HalfOpenConfig::default().with_automatic(automatic)),
         )
-        .clock(clock)
-        .build()
-        .unwrap();
-        fail(&b, 1);
-        let mut step = 0;
-        loop {
-            match b.try_acquire() {
-                Err(r) => {
-                    assert!(
-                        step < 100,
-                        "still rejected {step} ms into a 100 ms open period"
-                    );
-                    let after = r.retry_after().unwrap();
-                    let exact = Duration::from_millis(100 - step);
-                    assert!(after <= exact, "{after:?} overstates {exact:?}");
-                    assert!(
-                        exact - after <= Duration::from_millis(8),
-                        "{after:?} vs {exact:?}"
-                    );
-                }
-                Ok(p) => {
-                    assert_eq!(step, 100, "admitted early");
-                    assert!(p.is_trial());
-                    break;
-                }
-            }
-            manual.advance(Duration::from_millis(1));
-            step += 1;
-        }
+        .unwrap()
     }
 
     #[test]
     fn system_clock_rejections_report_retry_after() {
-        let b = CircuitBreaker::new(
-            BreakerConfig::default()
-                .with_consecutive_failures(Some(1))
-                .with_open_duration(Duration::from_secs(3600)),
-        )
-        .unwrap();
+        for automatic in [true, false] {
+            let b = system_breaker(Duration::from_secs(3600), automatic);
+            fail(&b, 1);
+            let rejected = b.try_acquire().unwrap_err();
+            let after = rejected.retry_after().unwrap();
+            assert!(
+                after <= Duration::from_secs(3600) && after > Duration::from_secs(3500),
+                "{after:?}"
+            );
+            assert!(rejected.to_string().contains("retry after"), "{rejected}");
+        }
+    }
+
+    /// Polls `b.state()` until it is no longer Open, for at most 30 s.
+    fn wait_while_open(b: &CircuitBreaker) -> State {
+        let start = Instant::now();
+        while b.state() == State::Open && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        b.state()
+    }
+
+    #[test]
+    fn the_timer_moves_an_idle_breaker_to_half_open() {
+        let b = system_breaker(Duration::from_millis(50), true);
+        let opened = Instant::now();
         fail(&b, 1);
-        let after = b.try_acquire().unwrap_err().retry_after().unwrap();
-        assert!(
-            after <= Duration::from_secs(3600) && after > Duration::from_secs(3500),
-            "{after:?}"
-        );
+        assert_eq!(b.state(), State::Open);
+        // No call is made: the timer alone ends the open period, never early.
+        assert_eq!(wait_while_open(&b), State::HalfOpen);
+        assert!(opened.elapsed() >= Duration::from_millis(50));
+        let trial = b.try_acquire().unwrap();
+        assert!(trial.is_trial());
+        trial.failure();
+        // A failed trial reopens, and the timer takes the new period too.
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(wait_while_open(&b), State::HalfOpen);
+        b.try_acquire().unwrap().success();
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.info().opens, 2);
+    }
+
+    #[test]
+    fn without_the_timer_the_next_call_ends_the_open_period() {
+        let b = system_breaker(Duration::from_millis(20), false);
+        fail(&b, 1);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(b.state(), State::Open, "nothing moves it but a call");
+        assert!(b.try_acquire().unwrap().is_trial());
+    }
+
+    #[test]
+    fn the_timer_leaves_a_reset_breaker_alone() {
+        let b = system_breaker(Duration::from_millis(20), true);
+        fail(&b, 1);
+        b.reset();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(b.state(), State::Closed);
+        b.force_open();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(b.state(), State::ForcedOpen);
+    }
+
+    #[test]
+    fn a_dropped_open_breaker_is_freed() {
+        let b = system_breaker(Duration::from_secs(3600), true);
+        fail(&b, 1);
+        let weak = Arc::downgrade(&b.shared);
+        drop(b);
+        assert!(weak.upgrade().is_none(), "the timer must not keep it alive");
     }
 
     #[test]
     fn rejection_message_names_state() {
-        let r = Rejected {
-            state: State::Open,
-            retry_after: Some(Duration::from_secs(3)),
-        };
+        let r = Rejected::new(State::Open, Retry::After(Duration::from_secs(3)));
         assert_eq!(r.to_string(), "circuit breaker is open; retry after 3s");
     }
 }

@@ -143,6 +143,20 @@ pub struct HalfOpenConfig {
     /// or hung trial can never keep the breaker half-open (default 30 s).
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Move an Open breaker to HalfOpen when its open duration has passed,
+    /// from a timer, instead of on the first call after that (default on;
+    /// resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`).
+    ///
+    /// With it, a rejection while Open reads no clock, and [`state`] and
+    /// health reports show HalfOpen on time even when no call comes. The
+    /// timer is one thread for the whole process (`keel-breaker-timer`),
+    /// started when the first breaker trips; transition events of timed
+    /// moves are delivered on it. Only breakers on the [`SystemClock`] use
+    /// it; others always move on the next call.
+    ///
+    /// [`state`]: crate::CircuitBreaker::state
+    /// [`SystemClock`]: crate::SystemClock
+    pub automatic: bool,
 }
 
 impl Default for HalfOpenConfig {
@@ -151,6 +165,7 @@ impl Default for HalfOpenConfig {
             permitted_calls: 1,
             success_threshold: 1,
             max_wait: Duration::from_secs(30),
+            automatic: true,
         }
     }
 }
@@ -377,6 +392,13 @@ impl HalfOpenConfig {
     #[must_use]
     pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = max_wait;
+        self
+    }
+
+    /// Sets [`automatic`](Self::automatic).
+    #[must_use]
+    pub fn with_automatic(mut self, automatic: bool) -> Self {
+        self.automatic = automatic;
         self
     }
 }

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// Only `clock::coarse` allows unsafe code, and says why.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod breaker;
 mod call;
@@ -17,6 +16,7 @@ mod registry;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
 mod state;
+mod timer;
 mod window;
 
 pub use breaker::{BreakerBuilder, CircuitBreaker, Info, OwnedPermit, Permit, Rejected};
@@ -24,7 +24,7 @@ pub use call::CallError;
 pub use classify::{Classify, DefaultClassifier, Outcome};
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
-pub use clock::{Clock, CoarseReading, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BreakerConfig, ConfigError, HalfOpenConfig, MAX_HALF_OPEN_CALLS, OpenBackoff, Window,
 };

@@ -1,56 +1,28 @@
 //! Where the breaker gets the time. The state machine has no clock of its
 //! own: it asks the injected [`Clock`], and only on paths that need the time
-//! (the default Closed path never does).
+//! (the default Closed path never does, nor does a rejection while Open on
+//! the system clock, see [`HalfOpenConfig::automatic`](crate::HalfOpenConfig::automatic)).
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-mod coarse;
-
 /// A source of monotonic time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
     fn now(&self) -> Instant;
 
-    /// A cheaper, coarser reading of the same clock, if the clock has one.
-    /// An Open breaker uses it to turn calls away without a precise read
-    /// while its deadline is still well ahead; near the deadline it asks
-    /// [`now`](Clock::now). The default has none.
-    fn coarse(&self) -> Option<CoarseReading> {
-        None
+    /// Whether this is the operating system's monotonic clock, on which
+    /// [`Instant::now`] runs. Only such a breaker can have the shared timer
+    /// thread, which sleeps on that clock, end its open periods. The default
+    /// says no.
+    fn is_system(&self) -> bool {
+        false
     }
 }
 
-/// A reading of a coarse clock that runs at the same rate as its precise
-/// counterpart but may lag behind it by up to `max_lag`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CoarseReading {
-    nanos: u64,
-    max_lag: Duration,
-}
-
-impl CoarseReading {
-    /// A reading of `nanos` on the coarse timeline, lagging by at most `max_lag`.
-    pub fn new(nanos: u64, max_lag: Duration) -> Self {
-        Self { nanos, max_lag }
-    }
-
-    /// Nanoseconds on the coarse timeline (its origin is arbitrary).
-    pub fn nanos(&self) -> u64 {
-        self.nanos
-    }
-
-    /// The most this reading can lag the precise clock.
-    pub fn max_lag(&self) -> Duration {
-        self.max_lag
-    }
-}
-
-/// The operating system's monotonic clock ([`Instant::now`]); on Linux its
-/// coarse reading is `CLOCK_MONOTONIC_COARSE`.
+/// The operating system's monotonic clock ([`Instant::now`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -59,16 +31,8 @@ impl Clock for SystemClock {
         Instant::now()
     }
 
-    #[inline]
-    fn coarse(&self) -> Option<CoarseReading> {
-        #[cfg(target_os = "linux")]
-        {
-            coarse::now().map(|(nanos, lag)| CoarseReading::new(nanos, Duration::from_nanos(lag)))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            None
-        }
+    fn is_system(&self) -> bool {
+        true
     }
 }
 
