@@ -145,6 +145,7 @@ mod tests {
             expires_ms: u64::MAX,
             idle_since_ms,
             needs_reset: false,
+            unknown: false,
             canceller: None,
         })
     }

@@ -17,9 +17,6 @@ use crate::shared::{Conn, Shared};
 pub struct Pooled<M: Manager> {
     conn: Option<Conn<M::Connection>>,
     shared: Arc<Shared<M>>,
-    /// Set while the connection's state is unknown (an operation was
-    /// interrupted mid-I/O): it is closed instead of returned.
-    unknown: bool,
 }
 
 impl<M: Manager> Pooled<M> {
@@ -28,7 +25,6 @@ impl<M: Manager> Pooled<M> {
         Self {
             conn: Some(conn),
             shared,
-            unknown: false,
         }
     }
 
@@ -65,19 +61,19 @@ impl<M: Manager> Pooled<M> {
     /// between (an operation was cancelled mid-I/O), the connection is
     /// closed instead of being handed to the next caller.
     pub fn mark_unknown(&mut self) {
-        self.unknown = true;
+        self.conn_mut().unknown = true;
     }
 
     /// Undoes [`mark_unknown`](Self::mark_unknown) once the operation has
     /// finished cleanly.
     pub fn mark_known(&mut self) {
-        self.unknown = false;
+        self.conn_mut().unknown = false;
     }
 
     /// Closes the connection instead of returning it (the caller knows it is
     /// broken).
     pub fn discard(mut self) {
-        self.unknown = true;
+        self.mark_unknown();
     }
 
     /// Gives up on a command running on this connection: asks the server
@@ -87,7 +83,7 @@ impl<M: Manager> Pooled<M> {
     /// until then, since the server is still busy with it. The pool's
     /// service calls this when an operation times out or is dropped.
     pub fn abandon(mut self) {
-        self.unknown = true;
+        self.mark_unknown();
         let Some(canceller) = self.canceller().cloned() else {
             return;
         };
@@ -158,7 +154,7 @@ impl<M: Manager> Drop for Pooled<M> {
     #[inline]
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.check_in(conn, self.unknown);
+            self.shared.check_in(conn);
         }
     }
 }
@@ -167,7 +163,7 @@ impl<M: Manager> fmt::Debug for Pooled<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
             .field("id", &self.conn.as_ref().map(|c| c.id))
-            .field("unknown", &self.unknown)
+            .field("unknown", &self.conn.as_ref().map(|c| c.unknown))
             .finish_non_exhaustive()
     }
 }

@@ -36,6 +36,12 @@ pub(crate) struct ConnState<C> {
     /// Pool time (ms) at which it was last returned.
     pub(crate) idle_since_ms: u64,
     pub(crate) needs_reset: bool,
+    /// Set while its holder is mid-operation: if it comes back so, its
+    /// state is unknown and it is closed. Always false while idle. Kept
+    /// here rather than in the guard so that the guard is two plain
+    /// pointers (a bool beside them costs a store-forwarding stall each
+    /// time the async state machine moves it).
+    pub(crate) unknown: bool,
     /// Cancels a command running on it, when the backend can.
     pub(crate) canceller: Option<Canceller>,
 }
@@ -195,6 +201,7 @@ impl<M: Manager> Shared<M> {
             expires_ms: self.expiry(now),
             idle_since_ms: now,
             needs_reset: false,
+            unknown: false,
             canceller,
         })
     }
@@ -278,14 +285,15 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Takes back a checked-out connection: synchronous, spawns nothing.
-    /// `unknown` says the holder was interrupted mid-I/O.
+    /// A connection still marked unknown (its holder was interrupted
+    /// mid-I/O) is closed.
     #[inline]
-    pub(crate) fn check_in(&self, mut conn: Conn<M::Connection>, unknown: bool) {
+    pub(crate) fn check_in(&self, mut conn: Conn<M::Connection>) {
         if let Some(checkouts) = &self.checkouts {
             lock(checkouts).remove(&conn.id);
         }
         let now = self.clock.coarse();
-        let verdict = if unknown {
+        let verdict = if conn.unknown {
             CheckIn::Discard
         } else {
             self.manager.check_in(&mut conn.raw)
