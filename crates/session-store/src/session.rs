@@ -14,28 +14,32 @@ pub type Data = serde_json::Map<String, serde_json::Value>;
 /// One session. Timestamps are milliseconds since the Unix epoch.
 ///
 /// `Debug` prints neither the data nor the whole id: both may be secrets.
+// Laid out in this order (`repr(C)`) so that what every read checks, the
+// expiry, sits next to the reference count a read bumps: on a large store
+// both are a cache miss, and one line instead of two makes reads faster.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[repr(C)]
 pub struct Session {
+    /// When it was last used; it expires `ttl` after this.
+    pub last_activity: u64,
+    /// Idle time after which it expires.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
     /// The id (a bearer secret).
     pub id: SessionId,
-    /// Who the session belongs to.
-    pub client_id: String,
-    /// How the client is connected (e.g. `"http"`, `"websocket"`).
-    pub transport: String,
+    /// Bumped by every update; updates name the version they change.
+    pub version: u64,
     /// When it was created.
     pub created_at: u64,
     /// When its data last changed.
     pub updated_at: u64,
-    /// When it was last used; it expires `ttl` after this.
-    pub last_activity: u64,
+    /// Who the session belongs to.
+    pub client_id: String,
+    /// How the client is connected (e.g. `"http"`, `"websocket"`).
+    pub transport: String,
     /// The data.
     pub data: Data,
-    /// Idle time after which it expires.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    /// Bumped by every update; updates name the version they change.
-    pub version: u64,
 }
 
 impl Session {
