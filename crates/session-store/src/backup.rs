@@ -519,8 +519,9 @@ mod tests {
     fn dumps(n: usize) -> Vec<SessionDump> {
         (0..n)
             .map(|i| {
-                let mut new = NewSession::new(format!("c{i}"), "http");
-                new.data.insert("blob".into(), "x".repeat(i % 300).into());
+                let blob = serde_json::json!({ "blob": "x".repeat(i % 300) });
+                let new = NewSession::new(format!("c{i}"), "http")
+                    .with_data(crate::Data::from_value(blob).unwrap());
                 SessionDump::new(Session::create(
                     new,
                     SessionId::random().unwrap(),

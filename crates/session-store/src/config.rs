@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Data;
 use crate::error::StoreError;
-use crate::session::Data;
 
 /// Limits and timing shared by every backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ impl StoreConfig {
         let Some(limit) = self.max_session_bytes else {
             return Ok(());
         };
-        let bytes = serialized_len(data);
+        let bytes = data.len();
         if bytes > limit {
             return Err(StoreError::TooLarge { bytes, limit });
         }
@@ -133,97 +133,5 @@ impl StoreConfig {
     pub fn with_cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = interval;
         self
-    }
-}
-
-/// The JSON size of `data`, without building the string: a walk over the
-/// values that scans each string once for the bytes JSON escapes, instead
-/// of running the serializer (it sits on every write).
-fn serialized_len(data: &Data) -> usize {
-    object_len(data)
-}
-
-fn object_len(map: &Data) -> usize {
-    // `{` `}`, a `:` per entry and a `,` between entries.
-    let punctuation = 2 + map.len() + map.len().saturating_sub(1);
-    punctuation
-        + map
-            .iter()
-            .map(|(k, v)| string_len(k) + value_len(v))
-            .sum::<usize>()
-}
-
-fn value_len(value: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match value {
-        Value::Null => 4,
-        Value::Bool(true) => 4,
-        Value::Bool(false) => 5,
-        Value::Number(n) => number_len(n),
-        Value::String(s) => string_len(s),
-        Value::Array(items) => {
-            2 + items.len().saturating_sub(1) + items.iter().map(value_len).sum::<usize>()
-        }
-        Value::Object(map) => object_len(map),
-    }
-}
-
-/// A string's quoted, escaped length, as serde_json writes it.
-fn string_len(s: &str) -> usize {
-    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    // The common case, no escapes, is one vectorised pass.
-    if !s.bytes().fold(false, |seen, b| seen | escaped(b)) {
-        return s.len() + 2;
-    }
-    let extra: usize = s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
-            0..=0x1f => 5,
-            _ => 0,
-        })
-        .sum();
-    s.len() + 2 + extra
-}
-
-fn number_len(n: &serde_json::Number) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a number to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, n);
-    count.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_size_walk_agrees_with_serde_json() {
-        let values = [
-            json!({}),
-            json!({"a": null, "b": true, "c": false, "d": [], "e": {}}),
-            json!({"n": [0, -17, 18446744073709551615u64, 1.5, -2.25e-300, 1e300]}),
-            json!({"s": "plain", "q": "quote\" back\\slash", "c": "\n\r\t\u{8}\u{c}\u{1}\u{1f}"}),
-            json!({"ü": "ünïcödé ✓ 𝄞", "nested": {"x": [1, {"y": ["z", null]}], "e": ""}}),
-        ];
-        for v in values {
-            let map = v.as_object().unwrap();
-            assert_eq!(
-                serialized_len(map),
-                serde_json::to_string(map).unwrap().len(),
-                "{v}"
-            );
-        }
     }
 }

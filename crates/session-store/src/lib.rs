@@ -47,6 +47,7 @@
 mod backup;
 mod clock;
 mod config;
+mod data;
 #[cfg(feature = "sled")]
 mod disk;
 mod error;
@@ -67,6 +68,7 @@ mod tower_store;
 pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StoreConfig};
+pub use data::{Data, DataError};
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub use disk::{Durability, SledConfig, SledStore};
@@ -77,7 +79,7 @@ pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
 pub use observer::{Event, Observer};
-pub use session::{Data, NewSession, Session};
+pub use session::{NewSession, Session};
 pub use store::SessionStore;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]

@@ -9,12 +9,13 @@ use std::time::Duration;
 use crate::backup::{self, SessionDump};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, StoreConfig};
+use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::{Event, Events, Observer};
 use crate::population::Population;
-use crate::session::{Data, NewSession, Session};
+use crate::session::{NewSession, Session};
 use crate::store::SessionStore;
 use crate::sweeper::Sweeper;
 
@@ -172,10 +173,11 @@ struct Inner {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryStore::new(StoreConfig::default())?;
 /// let session = store.create(NewSession::new("client-7", "http")).await?;
-/// let mut data = session.data.clone();
+/// let mut data = session.data.to_map();
 /// data.insert("cart".into(), serde_json::json!(["book"]));
-/// let updated = store.update(&session.id, session.version, data).await?;
+/// let updated = store.update(&session.id, session.version, data.into()).await?;
 /// assert_eq!(updated.version, session.version + 1);
+/// assert_eq!(updated.data.get::<Vec<String>>("cart")?, Some(vec!["book".into()]));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

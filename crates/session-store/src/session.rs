@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
-
-/// A session's data: a JSON object.
-pub type Data = serde_json::Map<String, serde_json::Value>;
 
 /// One session. Timestamps are milliseconds since the Unix epoch.
 ///
@@ -85,12 +83,15 @@ impl Session {
             });
         }
         Ok(Self {
-            data,
-            updated_at: now,
             last_activity: now,
-            version: self.version + 1,
             ttl: ttl.unwrap_or(self.ttl),
-            ..self.clone_without_data()
+            id: self.id,
+            version: self.version + 1,
+            created_at: self.created_at,
+            updated_at: now,
+            client_id: self.client_id.clone(),
+            transport: self.transport.clone(),
+            data,
         })
     }
 
@@ -99,21 +100,6 @@ impl Session {
         Self {
             last_activity: now,
             ..self.clone()
-        }
-    }
-
-    /// A copy with empty data (for replacing the data without cloning it).
-    fn clone_without_data(&self) -> Self {
-        Self {
-            id: self.id,
-            client_id: self.client_id.clone(),
-            transport: self.transport.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            last_activity: self.last_activity,
-            data: Data::new(),
-            ttl: self.ttl,
-            version: self.version,
         }
     }
 }
@@ -125,7 +111,7 @@ impl fmt::Debug for Session {
             .field("client_id", &self.client_id)
             .field("transport", &self.transport)
             .field("version", &self.version)
-            .field("keys", &self.data.len())
+            .field("data_bytes", &self.data.len())
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -173,7 +159,7 @@ impl fmt::Debug for NewSession {
         f.debug_struct("NewSession")
             .field("client_id", &self.client_id)
             .field("transport", &self.transport)
-            .field("keys", &self.data.len())
+            .field("data_bytes", &self.data.len())
             .field("ttl", &self.ttl)
             .finish()
     }

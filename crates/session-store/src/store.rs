@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::backup::{self, BackupKey, BackupOptions, BackupSummary, SessionDump};
+use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::journal::{JournalEntry, JournalRecord, JournalStatus};
-use crate::session::{Data, NewSession, Session};
+use crate::session::{NewSession, Session};
 
 /// Session storage. Every backend behaves alike (one conformance suite
 /// checks them all): an expired session is absent on every read, updates

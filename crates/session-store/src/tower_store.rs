@@ -11,9 +11,10 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{Error, ExpiredDeletion, Result};
 
+use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
-use crate::session::{Data, NewSession, Session};
+use crate::session::{NewSession, Session};
 use crate::store::SessionStore;
 
 /// How often `save` rereads and retries when concurrent requests of one
@@ -90,8 +91,8 @@ fn ttl_until(expiry: OffsetDateTime) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-fn to_keel(data: &std::collections::HashMap<String, serde_json::Value>) -> Data {
-    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+fn to_keel(data: &std::collections::HashMap<String, serde_json::Value>) -> Result<Data> {
+    Data::from_serialize(data).map_err(|e| Error::Encode(e.to_string()))
 }
 
 fn to_record(session: &Session) -> Result<Record> {
@@ -102,9 +103,8 @@ fn to_record(session: &Session) -> Result<Record> {
         id: Id(i128::from_be_bytes(*session.id.as_bytes())),
         data: session
             .data
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+            .deserialize()
+            .map_err(|e| Error::Decode(e.to_string()))?,
         expiry_date,
     })
 }
@@ -116,7 +116,7 @@ where
 {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let new = NewSession::new(&*self.client_id, "http")
-            .with_data(to_keel(&record.data))
+            .with_data(to_keel(&record.data)?)
             .with_ttl(ttl_until(record.expiry_date));
         let session = self.store.create(new).await.map_err(backend)?;
         record.id = Id(i128::from_be_bytes(*session.id.as_bytes()));
@@ -125,7 +125,7 @@ where
 
     async fn save(&self, record: &Record) -> Result<()> {
         let id = keel_id(&record.id);
-        let data = to_keel(&record.data);
+        let data = to_keel(&record.data)?;
         for _ in 0..SAVE_ATTEMPTS {
             let current = self
                 .store

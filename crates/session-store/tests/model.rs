@@ -110,8 +110,7 @@ async fn check<S: SessionStore>(
                     let expected = alive
                         .as_ref()
                         .map_or(1, |m| if stale { m.version - 1 } else { m.version });
-                    let mut data = Data::new();
-                    data.insert("v".into(), json!(value));
+                    let data = Data::from_value(json!({ "v": value })).unwrap();
                     let result = store.update(&id, expected, data.clone()).await;
                     match (alive, result) {
                         (None, Err(StoreError::NotFound)) => {

@@ -122,8 +122,7 @@ async fn concurrent_durable_writers_share_fsyncs() {
                 let s = store.create(NewSession::new("c", "http")).await.unwrap();
                 let mut version = s.version;
                 for i in 0..each {
-                    let mut data = Data::new();
-                    data.insert("i".into(), json!(i));
+                    let data = Data::from_value(json!({ "i": i })).unwrap();
                     version = store.update(&s.id, version, data).await.unwrap().version;
                 }
             })
@@ -221,9 +220,8 @@ fn crash_child() {
                     println!("{} {}", s.id, s.version);
                     let mut version = s.version;
                     for n in 0..20 {
-                        let mut data = Data::new();
-                        data.insert("n".into(), json!(n));
-                        data.insert("pad".into(), json!("x".repeat(500)));
+                        let data =
+                            Data::from_value(json!({ "n": n, "pad": "x".repeat(500) })).unwrap();
                         version = store.update(&s.id, version, data).await.unwrap().version;
                         println!("{} {version}", s.id);
                     }
@@ -305,7 +303,10 @@ async fn acknowledged_durable_writes_survive_kill_9() {
             );
             if s.version > 1 {
                 assert_eq!(
-                    s.data["n"],
+                    s.data
+                        .get::<serde_json::Value>("n")
+                        .unwrap()
+                        .unwrap_or_default(),
                     json!(s.version - 2),
                     "round {round}: torn record"
                 );

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
-use crate::session::{Data, Session};
+use crate::session::Session;
 
 /// The session without its data; ttl in milliseconds.
 #[derive(Serialize)]
@@ -70,7 +71,7 @@ impl Stored {
         serde_json::to_writer(&mut bytes, &head).map_err(json)?;
         let head_len = u32::try_from(bytes.len() - 12).map_err(|_| corrupt("head too long"))?;
         bytes[8..12].copy_from_slice(&head_len.to_be_bytes());
-        serde_json::to_writer(&mut bytes, &session.data).map_err(json)?;
+        bytes.extend_from_slice(session.data.as_json().as_bytes());
         Ok(bytes)
     }
 
@@ -105,7 +106,8 @@ impl Stored {
 
     /// The whole session, data decoded.
     pub(super) fn session(self) -> Result<Session, StoreError> {
-        let data = serde_json::from_slice(&self.bytes[self.data_at..]).map_err(corrupt)?;
+        let text = std::str::from_utf8(&self.bytes[self.data_at..]).map_err(corrupt)?;
+        let data = Data::from_json(text).map_err(corrupt)?;
         Ok(Session { data, ..self.head })
     }
 

@@ -35,9 +35,12 @@ fn base() -> StoreConfig {
 }
 
 fn data(key: &str, value: serde_json::Value) -> Data {
-    let mut d = Data::new();
-    d.insert(key.into(), value);
-    d
+    Data::from_value(json!({ key: value })).unwrap()
+}
+
+/// The value under `key`.
+fn field(data: &Data, key: &str) -> serde_json::Value {
+    data.get(key).unwrap().unwrap_or_default()
 }
 
 pub(crate) async fn run_all<F: Factory>(f: &F) {
@@ -67,7 +70,7 @@ async fn create_get_delete<F: Factory>(f: &F) {
         (1, 1_000_000, 1_000_000)
     );
     let got = store.get(&s.id).await.unwrap().expect("just created");
-    assert_eq!(got.data["k"], json!(1));
+    assert_eq!(field(&got.data, "k"), json!(1));
     assert_eq!(got.client_id, "c1");
     assert_eq!(store.len().await.unwrap(), 1);
     assert!(store.delete(&s.id).await.unwrap());
@@ -225,7 +228,7 @@ async fn concurrent_increments_lose_no_update<F: Factory>(f: &F) {
                 for _ in 0..each {
                     loop {
                         let cur = store.get(&id).await.unwrap().unwrap();
-                        let n = cur.data["n"].as_u64().unwrap();
+                        let n = field(&cur.data, "n").as_u64().unwrap();
                         match store
                             .update(&id, cur.version, data("n", json!(n + 1)))
                             .await
@@ -243,7 +246,7 @@ async fn concurrent_increments_lose_no_update<F: Factory>(f: &F) {
         h.await.unwrap();
     }
     let last = store.get(&s.id).await.unwrap().unwrap();
-    assert_eq!(last.data["n"], json!(tasks * each));
+    assert_eq!(field(&last.data, "n"), json!(tasks * each));
     assert_eq!(last.version, 1 + tasks * each);
 }
 
