@@ -12,32 +12,28 @@ use crate::id::SessionId;
 /// One session. Timestamps are milliseconds since the Unix epoch.
 ///
 /// `Debug` prints neither the data nor the whole id: both may be secrets.
-// Laid out in this order (`repr(C)`) so that what every read checks, the
-// expiry, sits next to the reference count a read bumps: on a large store
-// both are a cache miss, and one line instead of two makes reads faster.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-#[repr(C)]
 pub struct Session {
-    /// When it was last used; it expires `ttl` after this.
-    pub last_activity: u64,
-    /// Idle time after which it expires.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
     /// The id (a bearer secret).
     pub id: SessionId,
-    /// Bumped by every update; updates name the version they change.
-    pub version: u64,
-    /// When it was created.
-    pub created_at: u64,
-    /// When its data last changed.
-    pub updated_at: u64,
     /// Who the session belongs to.
     pub client_id: String,
     /// How the client is connected (e.g. `"http"`, `"websocket"`).
     pub transport: String,
+    /// When it was created.
+    pub created_at: u64,
+    /// When its data last changed.
+    pub updated_at: u64,
+    /// When it was last used; it expires `ttl` after this.
+    pub last_activity: u64,
     /// The data.
     pub data: Data,
+    /// Idle time after which it expires.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Bumped by every update; updates name the version they change.
+    pub version: u64,
 }
 
 impl Session {
@@ -83,15 +79,15 @@ impl Session {
             });
         }
         Ok(Self {
-            last_activity: now,
-            ttl: ttl.unwrap_or(self.ttl),
             id: self.id,
-            version: self.version + 1,
-            created_at: self.created_at,
-            updated_at: now,
             client_id: self.client_id.clone(),
             transport: self.transport.clone(),
+            created_at: self.created_at,
+            updated_at: now,
+            last_activity: now,
             data,
+            ttl: ttl.unwrap_or(self.ttl),
+            version: self.version + 1,
         })
     }
 
