@@ -1016,16 +1016,19 @@ impl Shared {
         }
         self.prepare(&mut tr, to, now, open_for);
         let (from, next) = self.publish(word, to);
-        drop(tr);
         if to == State::Open {
+            // Under the lock, so that `open_until` and `timer_armed` belong
+            // to this period and no later one.
             self.arm_timer(next.generation());
         }
+        drop(tr);
         self.emit_transition(from.state(), to);
         next
     }
 
     /// Has the shared timer end the open period `generation`, when this
-    /// breaker is driven by it.
+    /// breaker is driven by it. Called under the transitions lock (the
+    /// timer never holds its own lock while it calls back).
     fn arm_timer(&self, generation: u64) {
         if !self.automatic {
             return;

@@ -1,5 +1,6 @@
 //! A session's data: a JSON object, kept as its JSON text in one allocation.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned};
@@ -115,11 +116,11 @@ impl Data {
     /// # Errors
     /// [`DataError::Json`] if the value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DataError> {
-        // Only the one value is parsed into `T`; the others stay text.
-        let RawEntries(entries) = serde_json::from_str(self.as_json())?;
-        // The last of duplicate keys wins, as when parsing into a map.
-        match entries.iter().rev().find(|(k, _)| k == key) {
-            Some((_, raw)) => Ok(Some(serde_json::from_str(raw.get())?)),
+        // Only the one value is parsed into `T`; the others stay text. Of
+        // duplicate keys the last wins, as when parsing into a map.
+        let fields: HashMap<String, &RawValue> = serde_json::from_str(self.as_json())?;
+        match fields.get(key) {
+            Some(raw) => Ok(Some(serde_json::from_str(raw.get())?)),
             None => Ok(None),
         }
     }
@@ -139,29 +140,6 @@ impl Data {
         let text = self.as_json().trim();
         text.strip_prefix('{')
             .is_some_and(|rest| rest.trim_start() == "}")
-    }
-}
-
-/// The fields of an object, values left as text.
-struct RawEntries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawEntries<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> de::Visitor<'de> for Visitor<'a> {
-            type Value = RawEntries<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(RawEntries(entries))
-            }
-        }
-        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
     }
 }
 
