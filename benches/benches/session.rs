@@ -1,6 +1,13 @@
 //! Session store throughput on 100k sessions of about 2 KB (the reference
-//! documents' session size), 2 tasks on 2 workers: get, update (read, new
-//! data, compare-and-swap) and create, each on a random session.
+//! documents' session size), 2 tasks on 2 workers, each operation on a
+//! random session:
+//! - get;
+//! - write: new data, compare-and-swap on the version the writer holds (the
+//!   figure to set beside ETS's writes: one store operation);
+//! - update: read, new data, compare-and-swap (what a request handler does:
+//!   a get and a write);
+//! - create, which grows the store;
+//! - churn: create a session and delete another, the store's size steady.
 //!
 //! - memory: keel's `MemoryStore` next to tower-sessions' `MemoryStore` and
 //!   a store built on moka's per-entry expiry, in the same run;
@@ -17,8 +24,10 @@
     reason = "a benchmark whose setup fails has nothing to measure"
 )]
 
+use std::collections::VecDeque;
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
@@ -59,6 +68,15 @@ trait Sessions: Send + Sync + 'static {
     fn create(&self, data: Self::Data) -> impl Future<Output = Self::Id> + Send;
     fn get(&self, id: Self::Id) -> impl Future<Output = ()> + Send;
     fn update(&self, id: Self::Id, data: &Self::Data) -> impl Future<Output = ()> + Send;
+    /// Writes over version `version`: the new version, or on a conflict
+    /// the current one (a store without versions saves blindly).
+    fn write(
+        &self,
+        id: Self::Id,
+        version: u64,
+        data: &Self::Data,
+    ) -> impl Future<Output = Result<u64, u64>> + Send;
+    fn delete(&self, id: Self::Id) -> impl Future<Output = ()> + Send;
 }
 
 /// Every keel backend, through the keel trait.
@@ -86,6 +104,17 @@ impl<S: SessionStore> Sessions for Keel<S> {
         if let Ok(Some(current)) = self.0.get(&id).await {
             let _ = black_box(self.0.update(&id, current.version, data.clone()).await);
         }
+    }
+
+    async fn write(&self, id: SessionId, version: u64, data: &Self::Data) -> Result<u64, u64> {
+        match self.0.update(&id, version, data.clone()).await {
+            Err(keel_session_store::StoreError::Conflict { actual, .. }) => Err(actual),
+            written => Ok(black_box(written.expect("write")).version),
+        }
+    }
+
+    async fn delete(&self, id: SessionId) {
+        black_box(self.0.delete(&id).await.expect("delete"));
     }
 }
 
@@ -133,6 +162,17 @@ mod tower_anchor {
                 r.data = data.clone();
                 let _ = black_box(self.0.save(&r).await);
             }
+        }
+
+        async fn write(&self, id: Id, version: u64, data: &RecordData) -> Result<u64, u64> {
+            let mut r = record(data.clone());
+            r.id = id;
+            self.0.save(&r).await.expect("save");
+            Ok(version + 1)
+        }
+
+        async fn delete(&self, id: Id) {
+            self.0.delete(&id).await.expect("delete");
         }
     }
 }
@@ -222,12 +262,49 @@ impl Sessions for Moka {
             _ => moka::ops::compute::Op::Nop,
         }));
     }
+
+    async fn write(&self, id: SessionId, version: u64, data: &Map) -> Result<u64, u64> {
+        let next = Arc::new(MokaSession {
+            data: data.clone(),
+            version: version + 1,
+            ttl: Duration::from_secs(1800),
+            client_id: "bench".into(),
+        });
+        let mut actual = version;
+        black_box(self.0.entry(id).and_compute_with(|entry| match entry {
+            Some(e) if e.value().version == version => moka::ops::compute::Op::Put(next),
+            Some(e) => {
+                actual = e.value().version;
+                moka::ops::compute::Op::Nop
+            }
+            None => moka::ops::compute::Op::Nop,
+        }));
+        if actual == version {
+            Ok(version + 1)
+        } else {
+            Err(actual)
+        }
+    }
+
+    async fn delete(&self, id: SessionId) {
+        black_box(self.0.remove(&id));
+    }
+}
+
+/// A session of a filled store, as its client knows it.
+struct Known<Id> {
+    id: Id,
+    /// The version last seen (sessions start at 1); beside the id, so the
+    /// bench's own lookup is one cache miss, not two.
+    version: AtomicU64,
 }
 
 /// A store filled with [`SESSIONS`] sessions, and their ids.
 struct Filled<S: Sessions> {
     store: S,
-    ids: Vec<S::Id>,
+    known: Vec<Known<S::Id>>,
+    /// Sessions made by churn, deleted one churn later.
+    churned: Mutex<VecDeque<S::Id>>,
     data: S::Data,
     /// Where a disk store lives, removed after it.
     _dir: Option<tempfile::TempDir>,
@@ -239,17 +316,52 @@ async fn fill<S: Sessions>(store: S, dir: Option<tempfile::TempDir>) -> Filled<S
     for _ in 0..SESSIONS {
         ids.push(store.create(data.clone()).await);
     }
-    Filled {
-        store,
-        ids,
-        data,
-        _dir: dir,
-    }
+    Filled::new(store, &ids, data, dir)
 }
 
 impl<S: Sessions> Filled<S> {
+    fn new(store: S, ids: &[S::Id], data: S::Data, dir: Option<tempfile::TempDir>) -> Self {
+        let known = ids.iter().map(|&id| Known {
+            id,
+            version: AtomicU64::new(1),
+        });
+        Self {
+            known: known.collect(),
+            churned: Mutex::new(VecDeque::new()),
+            store,
+            data,
+            _dir: dir,
+        }
+    }
+
     fn random(&self) -> S::Id {
-        self.ids[fastrand::usize(..self.ids.len())]
+        self.known[fastrand::usize(..self.known.len())].id
+    }
+
+    /// Writes a random session over the version last seen of it. When
+    /// something else wrote it meanwhile (the other task, an update run),
+    /// the conflict counts as a call and tells the version to use next.
+    async fn write(&self) {
+        let known = &self.known[fastrand::usize(..self.known.len())];
+        let seen = known.version.load(Ordering::Relaxed);
+        let (Ok(now) | Err(now)) = self.store.write(known.id, seen, &self.data).await;
+        known.version.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Creates a session and deletes the one churn created 1000 calls ago,
+    /// so the store neither grows nor shrinks (after the first 1000).
+    async fn churn(&self) {
+        let id = self.store.create(self.data.clone()).await;
+        let old = {
+            let mut churned = self.churned.lock().expect("churn queue");
+            churned.push_back(id);
+            (churned.len() > 1000)
+                .then(|| churned.pop_front())
+                .flatten()
+        };
+        if let Some(old) = old {
+            self.store.delete(old).await;
+        }
     }
 }
 
@@ -257,7 +369,9 @@ impl<S: Sessions> Filled<S> {
 enum Op {
     Get,
     Update,
+    Write,
     Create,
+    Churn,
 }
 
 /// One operation on a random session of a shared filled store.
@@ -275,6 +389,8 @@ impl<S: Sessions> Cycle for Run<S> {
         match self.1 {
             Op::Get => f.store.get(f.random()).await,
             Op::Update => f.store.update(f.random(), &f.data).await,
+            Op::Write => f.write().await,
+            Op::Churn => f.churn().await,
             Op::Create => {
                 black_box(f.store.create(f.data.clone()).await);
             }
@@ -327,9 +443,11 @@ fn unlimited() -> StoreConfig {
     StoreConfig::default().with_max_sessions(None)
 }
 
-const OPS: [(Op, &str); 3] = [
+const OPS: [(Op, &str); 5] = [
     (Op::Get, "get"),
+    (Op::Write, "write"),
     (Op::Update, "update"),
+    (Op::Churn, "churn"),
     (Op::Create, "create"),
 ];
 
@@ -371,16 +489,11 @@ fn filled_sled(rt: &tokio::runtime::Handle, durability: Durability) -> Filled<Ke
         flush_every: Duration::from_millis(500),
     };
     let Filled {
-        store, ids, data, ..
+        store, known, data, ..
     } = rt.block_on(fill(Keel(open(relaxed)), None));
     drop(store);
-    let store = Keel(open(durability));
-    Filled {
-        store,
-        ids,
-        data,
-        _dir: Some(dir),
-    }
+    let ids: Vec<_> = known.iter().map(|k| k.id).collect();
+    Filled::new(Keel(open(durability)), &ids, data, Some(dir))
 }
 
 #[expect(clippy::print_stdout, reason = "reports the fsyncs group commit saved")]
@@ -401,7 +514,12 @@ fn sled(c: &mut Criterion) {
     // 64 writers share fsyncs.
     let handle = rt.handle().clone();
     let durable = Lazy::new(move || filled_sled(&handle, Durability::Durable));
-    for (op, name) in [(Op::Update, "update"), (Op::Create, "create")] {
+    for (op, name) in [
+        (Op::Write, "write"),
+        (Op::Update, "update"),
+        (Op::Churn, "churn"),
+        (Op::Create, "create"),
+    ] {
         let mut g = group(c, &format!("session sled durable {name}"), 64);
         entry(&mut g, &rt, 64, "keel", (&durable, op));
         g.finish();

@@ -39,7 +39,7 @@ struct Shard {
     /// (filed expiry, id) for every session, so cleanup is a range split.
     expiry: BTreeSet<(u64, SessionId)>,
     /// The sessions of each client, so `by_client` reads only theirs.
-    clients: HashMap<Box<str>, HashSet<SessionId, BuildHasherDefault<IdHasher>>>,
+    clients: HashMap<Arc<str>, HashSet<SessionId, BuildHasherDefault<IdHasher>>>,
 }
 
 impl Shard {
@@ -61,11 +61,23 @@ impl Shard {
     /// Drops what besides its slot and index entry refers to `session`.
     fn forget(&mut self, session: &Session) {
         self.journals.remove(&session.id);
-        if let Some(ids) = self.clients.get_mut(session.client_id.as_str()) {
+        if let Some(ids) = self.clients.get_mut(&*session.client_id) {
             ids.remove(&session.id);
             if ids.is_empty() {
-                self.clients.remove(session.client_id.as_str());
+                self.clients.remove(&*session.client_id);
             }
+        }
+    }
+
+    /// Files session `id` anew in the expiry index if it now expires
+    /// (at `expires`) before the time it is filed under (see `Slot`).
+    fn refile(&mut self, id: SessionId, expires: u64) {
+        if let Some(slot) = self.sessions.get_mut(&id)
+            && expires < slot.indexed
+        {
+            self.expiry.remove(&(slot.indexed, id));
+            self.expiry.insert((expires, id));
+            slot.indexed = expires;
         }
     }
 
@@ -76,17 +88,14 @@ impl Shard {
         let id = session.id;
         match self.sessions.get_mut(&id) {
             Some(slot) => {
-                if expires < slot.indexed {
-                    self.expiry.remove(&(slot.indexed, id));
-                    self.expiry.insert((expires, id));
-                    slot.indexed = expires;
-                }
-                Some(std::mem::replace(&mut slot.session, session))
+                let old = std::mem::replace(&mut slot.session, session);
+                self.refile(id, expires);
+                Some(old)
             }
             None => {
                 self.expiry.insert((expires, id));
                 self.clients
-                    .entry(session.client_id.as_str().into())
+                    .entry(Arc::clone(&session.client_id))
                     .or_default()
                     .insert(id);
                 self.sessions.insert(
@@ -271,47 +280,25 @@ impl MemoryStore {
         sweep(&self.inner, self.now())
     }
 
-    /// The live session `id` in a write-locked shard; an expired one is
-    /// removed on the way.
-    fn live(
+    /// The slot of live session `id` in a write-locked shard; an expired
+    /// one is removed on the way.
+    fn live<'s>(
         &self,
-        shard: &mut Shard,
+        shard: &'s mut Shard,
         id: &SessionId,
         now: u64,
-    ) -> Result<Arc<Session>, StoreError> {
-        let current = shard.get(id).cloned().ok_or(StoreError::NotFound)?;
-        if current.is_expired(now) {
+    ) -> Result<&'s mut Slot, StoreError> {
+        let Some(current) = shard.get(id) else {
+            return Err(StoreError::NotFound);
+        };
+        let expired = current.is_expired(now);
+        if expired {
             shard.remove(id);
             self.inner.count.remove(1);
             self.inner.events.emit(Event::Expired { count: 1 });
             return Err(StoreError::NotFound);
         }
-        Ok(current)
-    }
-
-    /// Applies `change` to a live session under its shard's write lock.
-    fn modify(
-        &self,
-        id: &SessionId,
-        change: impl FnOnce(&Session, u64) -> Result<Session, StoreError>,
-    ) -> Result<Arc<Session>, StoreError> {
-        let now = self.now();
-        let mut shard = self.write(id);
-        let current = self.live(&mut shard, id, now)?;
-        let next = match change(&current, now) {
-            Ok(next) => Arc::new(next),
-            Err(e) => {
-                if matches!(e, StoreError::Conflict { .. }) {
-                    self.inner.events.emit(Event::Conflict);
-                }
-                return Err(e);
-            }
-        };
-        let old = shard.put(Arc::clone(&next));
-        // The old version (and its data) is freed after the lock is released.
-        drop(shard);
-        drop((old, current));
-        Ok(next)
+        shard.sessions.get_mut(id).ok_or(StoreError::NotFound)
     }
 
     /// Applies `change` to a live session's journal under its shard's lock.
@@ -392,16 +379,43 @@ impl SessionStore for MemoryStore {
         ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&data)?;
-        self.modify(id, |current, now| {
-            current.updated(expected_version, data, ttl, now)
-        })
+        let now = self.now();
+        let mut shard = self.write(id);
+        let slot = self.live(&mut shard, id, now)?;
+        // What the update replaces, freed after the lock is released.
+        let replaced = match Arc::get_mut(&mut slot.session) {
+            // Nobody holds this version: change it in place rather than
+            // copy it (no allocation, and no cold line of it touched twice).
+            Some(session) => session
+                .update(expected_version, data, ttl, now)
+                .map(|old| (Some(old), None)),
+            // A held version is never changed: a new one replaces it.
+            None => slot
+                .session
+                .updated(expected_version, data, ttl, now)
+                .map(|next| {
+                    (
+                        None,
+                        Some(std::mem::replace(&mut slot.session, Arc::new(next))),
+                    )
+                }),
+        };
+        let replaced = replaced.inspect_err(|e| {
+            if matches!(e, StoreError::Conflict { .. }) {
+                self.inner.events.emit(Event::Conflict);
+            }
+        })?;
+        let session = Arc::clone(&slot.session);
+        shard.refile(*id, session.expires_at());
+        drop(shard);
+        drop(replaced);
+        Ok(session)
     }
 
     async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
         let now = self.now();
         let mut shard = self.write(id);
-        drop(self.live(&mut shard, id, now)?);
-        let slot = shard.sessions.get_mut(id).ok_or(StoreError::NotFound)?;
+        let slot = self.live(&mut shard, id, now)?;
         // Expiry only moves later, so the index entry stays (see `Slot`).
         // When nobody holds this version, mark it in place rather than
         // copying its data into a new one; a held version is never changed.

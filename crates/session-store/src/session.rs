@@ -1,6 +1,7 @@
 //! The session record.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,11 @@ use crate::id::SessionId;
 pub struct Session {
     /// The id (a bearer secret).
     pub id: SessionId,
-    /// Who the session belongs to.
-    pub client_id: String,
+    /// Who the session belongs to (shared by its versions: an update
+    /// copies no strings).
+    pub client_id: Arc<str>,
     /// How the client is connected (e.g. `"http"`, `"websocket"`).
-    pub transport: String,
+    pub transport: Arc<str>,
     /// When it was created.
     pub created_at: u64,
     /// When its data last changed.
@@ -63,8 +65,31 @@ impl Session {
         }
     }
 
-    /// This session with `data`, if its version is `expected_version`: the
-    /// compare-and-swap every backend applies under its own lock.
+    /// Gives this session `data`, if its version is `expected_version`: the
+    /// compare-and-swap every backend applies under its own lock. Returns
+    /// the data it replaced, for the caller to free outside that lock.
+    pub(crate) fn update(
+        &mut self,
+        expected_version: u64,
+        data: Data,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<Data, StoreError> {
+        if self.version != expected_version {
+            return Err(StoreError::Conflict {
+                expected: expected_version,
+                actual: self.version,
+            });
+        }
+        self.updated_at = now;
+        self.last_activity = now;
+        self.ttl = ttl.unwrap_or(self.ttl);
+        self.version += 1;
+        Ok(std::mem::replace(&mut self.data, data))
+    }
+
+    /// A copy of this session given `data`, as [`update`](Self::update)
+    /// does in place; the data is not copied.
     pub(crate) fn updated(
         &self,
         expected_version: u64,
@@ -72,23 +97,15 @@ impl Session {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<Self, StoreError> {
-        if self.version != expected_version {
-            return Err(StoreError::Conflict {
-                expected: expected_version,
-                actual: self.version,
-            });
-        }
-        Ok(Self {
+        let mut next = Self {
             id: self.id,
-            client_id: self.client_id.clone(),
-            transport: self.transport.clone(),
-            created_at: self.created_at,
-            updated_at: now,
-            last_activity: now,
-            data,
-            ttl: ttl.unwrap_or(self.ttl),
-            version: self.version + 1,
-        })
+            client_id: Arc::clone(&self.client_id),
+            transport: Arc::clone(&self.transport),
+            data: Data::new(),
+            ..*self
+        };
+        next.update(expected_version, data, ttl, now)?;
+        Ok(next)
     }
 
     /// This session marked active at `now` (its data and version unchanged).
@@ -118,9 +135,9 @@ impl fmt::Debug for Session {
 #[must_use]
 pub struct NewSession {
     /// Who the session belongs to.
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// How the client is connected.
-    pub transport: String,
+    pub transport: Arc<str>,
     /// Initial data.
     pub data: Data,
     /// Idle time after which it expires (the store's default when `None`).
@@ -129,7 +146,7 @@ pub struct NewSession {
 
 impl NewSession {
     /// A session for `client_id` over `transport`, empty, with the default TTL.
-    pub fn new(client_id: impl Into<String>, transport: impl Into<String>) -> Self {
+    pub fn new(client_id: impl Into<Arc<str>>, transport: impl Into<Arc<str>>) -> Self {
         Self {
             client_id: client_id.into(),
             transport: transport.into(),

@@ -115,7 +115,7 @@ where
     S: SessionStore + fmt::Debug + Clone,
 {
     async fn create(&self, record: &mut Record) -> Result<()> {
-        let new = NewSession::new(&*self.client_id, "http")
+        let new = NewSession::new(Arc::clone(&self.client_id), "http")
             .with_data(to_keel(&record.data)?)
             .with_ttl(ttl_until(record.expiry_date));
         let session = self.store.create(new).await.map_err(backend)?;

@@ -81,7 +81,7 @@ async fn check<S: SessionStore>(
                 model.insert(
                     s.id,
                     Model {
-                        client: s.client_id.clone(),
+                        client: s.client_id.to_string(),
                         data: Data::new(),
                         version: 1,
                         last_activity: now,

@@ -4,6 +4,7 @@
 //! compare-and-swap update, an expiry check or a re-filing never parses
 //! the data.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,8 +30,8 @@ struct HeadRef<'a> {
 #[derive(Deserialize)]
 struct Head {
     id: SessionId,
-    client_id: String,
-    transport: String,
+    client_id: Arc<str>,
+    transport: Arc<str>,
     created_at: u64,
     updated_at: u64,
     last_activity: u64,

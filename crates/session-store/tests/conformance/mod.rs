@@ -71,7 +71,7 @@ async fn create_get_delete<F: Factory>(f: &F) {
     );
     let got = store.get(&s.id).await.unwrap().expect("just created");
     assert_eq!(field(&got.data, "k"), json!(1));
-    assert_eq!(got.client_id, "c1");
+    assert_eq!(&*got.client_id, "c1");
     assert_eq!(store.len().await.unwrap(), 1);
     assert!(store.delete(&s.id).await.unwrap());
     assert!(!store.delete(&s.id).await.unwrap());
@@ -190,15 +190,32 @@ async fn an_update_can_set_a_new_ttl<F: Factory>(f: &F) {
         .update_with_ttl(&long.id, 1, Data::new(), Some(Duration::from_secs(1)))
         .await
         .unwrap();
+    // Also when nobody holds the session (a store may change it in place).
+    let unheld = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
+        .await
+        .unwrap()
+        .id;
+    store
+        .update_with_ttl(&unheld, 1, Data::new(), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(1));
-    assert_eq!(store.cleanup_expired().await.unwrap(), 2, "both are due");
+    assert_eq!(store.cleanup_expired().await.unwrap(), 3, "all are due");
 }
 
 async fn stale_writers_get_a_conflict<F: Factory>(f: &F) {
     let store = f.make(base(), ManualClock::at(0));
     let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    let held = store.get(&s.id).await.unwrap().unwrap();
     let v2 = store.update(&s.id, 1, data("a", json!(1))).await.unwrap();
     assert_eq!(v2.version, 2);
+    assert_eq!(
+        (held.version, &held.data),
+        (1, &Data::new()),
+        "a session someone holds is a snapshot: an update never changes it"
+    );
+    drop(held);
     match store.update(&s.id, 1, data("b", json!(2))).await {
         Err(StoreError::Conflict {
             expected: 1,
