@@ -27,6 +27,9 @@ pub(crate) type EngineError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) trait Engine: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
 
+    /// Whether `key` is present (without copying its value out).
+    fn contains(&self, key: &[u8]) -> Result<bool, EngineError>;
+
     /// Writes one key (atomically, also across a crash).
     fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError>;
 

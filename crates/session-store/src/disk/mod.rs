@@ -37,6 +37,7 @@ use crate::store::SessionStore;
 use crate::sweeper::Sweeper;
 use commit::GroupCommit;
 pub use config::{Durability, SledConfig};
+use engine::SledEngine;
 use record::Stored;
 
 const STRIPES: usize = 64;
@@ -158,12 +159,20 @@ impl SledStore {
                 Some(ms)
             }
         };
-        let db = open_db(&sled, flush_every).map_err(|e| {
-            StoreError::Backend(
-                format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
-            )
-        })?;
-        let engine: Arc<dyn Engine> = Arc::new(db);
+        let spaces = [
+            (SESSION, "sessions"),
+            (EXPIRY, "expiry"),
+            (JOURNAL, "journals"),
+            (CLIENT, "clients"),
+        ];
+        let engine = open_db(&sled, flush_every)
+            .and_then(|db| SledEngine::new(db, &spaces))
+            .map_err(|e| {
+                StoreError::Backend(
+                    format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
+                )
+            })?;
+        let engine: Arc<dyn Engine> = Arc::new(engine);
         let mut sessions = 0;
         engine
             .scan(&[SESSION][..]..&[SESSION + 1][..], &mut |_, _| {
@@ -555,27 +564,25 @@ impl SessionStore for SledStore {
                 sweep(&self.inner, self.now()).unwrap_or(0)
             })?;
         let now = self.now();
-        let session = Session::create(
+        let mut session = Session::create(
             new,
             SessionId::from_bytes([0; 16]),
             now,
             self.inner.config.default_ttl,
         );
-        let stored = (|| -> Result<Session, StoreError> {
-            loop {
-                let id = SessionId::random()?;
-                let _stripe = self.lock(&id);
-                if self.load(&id)?.is_none() {
-                    let session = Session {
-                        id,
-                        ..session.clone()
-                    };
-                    insert(&*self.inner.engine, &session)?;
-                    return Ok(session);
-                }
+        let stored = loop {
+            session.id = match SessionId::random() {
+                Ok(id) => id,
+                Err(e) => break Err(e),
+            };
+            let _stripe = self.lock(&session.id);
+            match self.inner.engine.contains(&key(SESSION, &session.id)) {
+                Ok(false) => break insert(&*self.inner.engine, &session),
+                Ok(true) => {}
+                Err(e) => break Err(StoreError::Backend(e)),
             }
-        })();
-        let session = stored.inspect_err(|_| self.inner.count.remove(1))?;
+        };
+        stored.inspect_err(|_| self.inner.count.remove(1))?;
         self.acknowledge().await?;
         self.inner.events.emit(Event::Created);
         Ok(Arc::new(session))
