@@ -145,7 +145,12 @@ async fn concurrent_durable_writers_share_fsyncs() {
 async fn compaction_copies_the_live_sessions_into_a_new_directory() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(0);
-    let store = open(&dir.path().join("old"), &clock);
+    // Relaxed, flushed hourly: the copy must be flushed by the compaction.
+    let hourly = Durability::Relaxed {
+        flush_every: Duration::from_secs(3600),
+    };
+    let config = SledConfig::new(dir.path().join("old")).with_durability(hourly);
+    let store = SledStore::with_clock(config, StoreConfig::default(), clock.clone()).unwrap();
     let mut live = Vec::new();
     for i in 0..200 {
         let s = store
@@ -165,6 +170,10 @@ async fn compaction_copies_the_live_sessions_into_a_new_directory() {
     clock.advance(Duration::from_secs(5));
     let compacted = store.compact_to(dir.path().join("new")).await.unwrap();
     assert_eq!(compacted.len().await.unwrap(), 100);
+    assert!(
+        compacted.flushes() >= 1,
+        "the copy is flushed before it is handed over, also in relaxed mode"
+    );
     for id in &live {
         assert!(compacted.get(id).await.unwrap().is_some());
     }

@@ -223,8 +223,9 @@ impl SledStore {
 
     /// Copies the live sessions into a fresh store at `path` (same options
     /// otherwise) and returns it: the compaction path, since sled does not
-    /// give space back in place. Point the application at the new
-    /// directory and delete the old one once this store is dropped.
+    /// give space back in place. The copy is on disk when this returns,
+    /// also in relaxed mode, so the application can be pointed at the new
+    /// directory and the old one deleted once this store is dropped.
     ///
     /// # Errors
     /// A backend error; the new store is left incomplete.
@@ -238,6 +239,8 @@ impl SledStore {
             self.inner.events.clone(),
         )?;
         target.import(self.export().await?).await?;
+        // Durable before the caller deletes the old directory.
+        target.inner.commit.wait(&target.inner.engine).await?;
         Ok(target)
     }
 
