@@ -446,8 +446,8 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result
     })
 }
 
-// Writes go one key at a time (sled's batches take a lock that stops the
-// whole tree), in an order that leaves, after a crash between any two, at
+// Writes go one key at a time (sled's batches and transactions take a
+// lock that stops every other writer), in an order that leaves, after a crash between any two, at
 // worst an index entry pointing at nothing or at a session filed
 // elsewhere; the sweep (expiry entries) and `by_client` (client entries)
 // remove those when they meet them.
