@@ -175,6 +175,11 @@ struct Inner {
 /// runtime; it stops when the last clone is dropped) and by
 /// [`cleanup_expired`](SessionStore::cleanup_expired).
 ///
+/// Every read hands out a shared, unchanging version of the session. An
+/// update of a session nobody holds a version of (drop what `get` gave
+/// before updating) changes it in place; otherwise the update makes a new
+/// version beside the held one (copying its fields, not its data).
+///
 /// ```
 /// use keel_session_store::{MemoryStore, NewSession, SessionStore, StoreConfig};
 ///

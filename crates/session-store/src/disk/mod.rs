@@ -447,10 +447,10 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result
 }
 
 // Writes go one key at a time (sled's batches and transactions take a
-// lock that stops every other writer), in an order that leaves, after a crash between any two, at
-// worst an index entry pointing at nothing or at a session filed
-// elsewhere; the sweep (expiry entries) and `by_client` (client entries)
-// remove those when they meet them.
+// lock that stops every other writer), in an order that leaves, after a
+// crash between any two, at worst an index entry pointing at nothing or
+// at a session filed elsewhere; the sweep (expiry entries) and
+// `by_client` (client entries) remove those when they meet them.
 
 /// Writes a new session: its client and expiry index entries, then the
 /// record.
