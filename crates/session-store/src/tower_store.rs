@@ -127,16 +127,19 @@ where
         let id = keel_id(&record.id);
         let data = to_keel(&record.data)?;
         for _ in 0..SAVE_ATTEMPTS {
-            let current = self
+            // Only the version is kept: a session nobody holds can be
+            // updated in place.
+            let version = self
                 .store
                 .get(&id)
                 .await
                 .map_err(backend)?
-                .ok_or_else(|| Error::Backend("the session expired or was deleted".into()))?;
+                .ok_or_else(|| Error::Backend("the session expired or was deleted".into()))?
+                .version;
             let ttl = ttl_until(record.expiry_date);
             match self
                 .store
-                .update_with_ttl(&id, current.version, data.clone(), Some(ttl))
+                .update_with_ttl(&id, version, data.clone(), Some(ttl))
                 .await
             {
                 Ok(_) => return Ok(()),
