@@ -303,7 +303,7 @@ struct Known<Id> {
 struct Filled<S: Sessions> {
     store: S,
     known: Vec<Known<S::Id>>,
-    /// Sessions made by churn, deleted one churn later.
+    /// Sessions made by churn, each deleted 1000 churns later.
     churned: Mutex<VecDeque<S::Id>>,
     data: S::Data,
     /// Where a disk store lives, removed after it.
@@ -489,11 +489,20 @@ fn filled_sled(rt: &tokio::runtime::Handle, durability: Durability) -> Filled<Ke
         flush_every: Duration::from_millis(500),
     };
     let Filled {
-        store, known, data, ..
+        store,
+        known,
+        churned,
+        data,
+        ..
     } = rt.block_on(fill(Keel(open(relaxed)), None));
     drop(store);
-    let ids: Vec<_> = known.iter().map(|k| k.id).collect();
-    Filled::new(Keel(open(durability)), &ids, data, Some(dir))
+    Filled {
+        store: Keel(open(durability)),
+        known,
+        churned,
+        data,
+        _dir: Some(dir),
+    }
 }
 
 #[expect(clippy::print_stdout, reason = "reports the fsyncs group commit saved")]

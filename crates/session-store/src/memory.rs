@@ -387,22 +387,19 @@ impl SessionStore for MemoryStore {
         let now = self.now();
         let mut shard = self.write(id);
         let slot = self.live(&mut shard, id, now)?;
-        // What the update replaces, freed after the lock is released.
+        // The data the update replaces, freed after the lock is released.
         let replaced = match Arc::get_mut(&mut slot.session) {
             // Nobody holds this version: change it in place rather than
             // copy it (no allocation, and no cold line of it touched twice).
-            Some(session) => session
-                .update(expected_version, data, ttl, now)
-                .map(|old| (Some(old), None)),
-            // A held version is never changed: a new one replaces it.
+            Some(session) => session.update(expected_version, data, ttl, now),
+            // A held version is never changed: a new one replaces it. Its
+            // holders keep it (and its data) alive, so nothing is freed here.
             None => slot
                 .session
                 .updated(expected_version, data, ttl, now)
                 .map(|next| {
-                    (
-                        None,
-                        Some(std::mem::replace(&mut slot.session, Arc::new(next))),
-                    )
+                    slot.session = Arc::new(next);
+                    Data::new()
                 }),
         };
         let replaced = replaced.inspect_err(|e| {
