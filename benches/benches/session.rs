@@ -12,7 +12,9 @@
 //! - memory: keel's `MemoryStore` next to tower-sessions' `MemoryStore` and
 //!   a store built on moka's per-entry expiry, in the same run;
 //! - sled: keel's `SledStore` in relaxed mode (2 tasks) and in durable mode
-//!   with 64 concurrent writers (group commit).
+//!   with 64 concurrent writers (group commit);
+//! - floors, in the same run: a bare sharded map and raw sled (see
+//!   `floor`), the least any store of keel's shape costs on this machine.
 //!
 //! keel keeps a session's data as JSON text (one allocation); the anchors
 //! keep maps (tower-sessions' record type is a `HashMap`), a few dozen
@@ -38,6 +40,9 @@ use keel_session_store::{
     StoreConfig,
 };
 use tokio::runtime::Runtime;
+
+#[path = "session/floor.rs"]
+mod floor;
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -467,12 +472,15 @@ fn memory(c: &mut Criterion) {
     });
     let handle = rt.handle().clone();
     let moka = Lazy::new(move || handle.block_on(fill(Moka::new(), None)));
+    let handle = rt.handle().clone();
+    let bare = Lazy::new(move || handle.block_on(fill(floor::BareMap::new(), None)));
     // Creates grow the stores: measured last.
     for (op, name) in OPS {
         let mut g = group(c, &format!("session memory {name}"), 2);
         entry(&mut g, &rt, 2, "keel", (&keel, op));
         entry(&mut g, &rt, 2, "tower-sessions MemoryStore", (&tower, op));
         entry(&mut g, &rt, 2, "moka (per-entry expiry)", (&moka, op));
+        entry(&mut g, &rt, 2, "floor: bare sharded map", (&bare, op));
         g.finish();
     }
 }
@@ -515,9 +523,12 @@ fn sled(c: &mut Criterion) {
         };
         filled_sled(&handle, relaxed)
     });
+    let handle = rt.handle().clone();
+    let raw = Lazy::new(move || handle.block_on(fill(floor::RawSled::open(), None)));
     for (op, name) in OPS {
         let mut g = group(c, &format!("session sled relaxed {name}"), 2);
         entry(&mut g, &rt, 2, "keel", (&relaxed, op));
+        entry(&mut g, &rt, 2, "floor: raw sled", (&raw, op));
         g.finish();
     }
     // 64 writers share fsyncs.

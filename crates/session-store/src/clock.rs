@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A source of wall-clock time, in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
@@ -12,16 +12,32 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now_millis(&self) -> u64;
 }
 
-/// The system's wall clock.
+/// The system's wall clock. On Linux it is read coarsely: the time of the
+/// kernel's last tick (a few milliseconds behind at most, never ahead), a
+/// read that costs a few ns where the precise clock costs tens, on every
+/// store operation. Sessions then expire at most a tick late, never early.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_millis(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        since_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn since_epoch() -> Option<Duration> {
+    use rustix::time::{ClockId, clock_gettime};
+    let now = clock_gettime(ClockId::RealtimeCoarse);
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn since_epoch() -> Option<Duration> {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).ok()
 }
 
 /// A clock that moves only when told to; clones share the time. For tests.

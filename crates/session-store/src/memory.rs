@@ -31,6 +31,19 @@ struct Slot {
     indexed: u64,
 }
 
+impl Slot {
+    /// Files session `id` anew in `expiry` if it now expires before the
+    /// time it is filed under.
+    fn refile(&mut self, expiry: &mut BTreeSet<(u64, SessionId)>, id: SessionId) {
+        let expires = self.session.expires_at();
+        if expires < self.indexed {
+            expiry.remove(&(self.indexed, id));
+            expiry.insert((expires, id));
+            self.indexed = expires;
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     sessions: HashMap<SessionId, Slot, BuildHasherDefault<IdHasher>>,
@@ -69,18 +82,6 @@ impl Shard {
         }
     }
 
-    /// Files session `id` anew in the expiry index if it now expires
-    /// (at `expires`) before the time it is filed under (see `Slot`).
-    fn refile(&mut self, id: SessionId, expires: u64) {
-        if let Some(slot) = self.sessions.get_mut(&id)
-            && expires < slot.indexed
-        {
-            self.expiry.remove(&(slot.indexed, id));
-            self.expiry.insert((expires, id));
-            slot.indexed = expires;
-        }
-    }
-
     /// Stores `session`; returns the version it replaced, for the caller to
     /// drop after releasing the lock.
     fn put(&mut self, session: Arc<Session>) -> Option<Arc<Session>> {
@@ -89,7 +90,7 @@ impl Shard {
         match self.sessions.get_mut(&id) {
             Some(slot) => {
                 let old = std::mem::replace(&mut slot.session, session);
-                self.refile(id, expires);
+                slot.refile(&mut self.expiry, id);
                 Some(old)
             }
             None => {
@@ -296,14 +297,19 @@ impl MemoryStore {
         let Some(current) = shard.get(id) else {
             return Err(StoreError::NotFound);
         };
-        let expired = current.is_expired(now);
-        if expired {
-            shard.remove(id);
-            self.inner.count.remove(1);
-            self.inner.events.emit(Event::Expired { count: 1 });
-            return Err(StoreError::NotFound);
+        if current.is_expired(now) {
+            return Err(self.expire(shard, id));
         }
         shard.sessions.get_mut(id).ok_or(StoreError::NotFound)
+    }
+
+    /// Removes expired session `id`, found by a read or write; the error
+    /// the caller answers with.
+    fn expire(&self, shard: &mut Shard, id: &SessionId) -> StoreError {
+        shard.remove(id);
+        self.inner.count.remove(1);
+        self.inner.events.emit(Event::Expired { count: 1 });
+        StoreError::NotFound
     }
 
     /// Applies `change` to a live session's journal under its shard's lock.
@@ -386,7 +392,16 @@ impl SessionStore for MemoryStore {
         self.inner.config.check_size(&data)?;
         let now = self.now();
         let mut shard = self.write(id);
-        let slot = self.live(&mut shard, id, now)?;
+        // One lookup: the index beside the slot, borrowed apart from it.
+        let Shard {
+            sessions, expiry, ..
+        } = &mut *shard;
+        let Some(slot) = sessions.get_mut(id) else {
+            return Err(StoreError::NotFound);
+        };
+        if slot.session.is_expired(now) {
+            return Err(self.expire(&mut shard, id));
+        }
         // The data the update replaces, freed after the lock is released.
         let replaced = match Arc::get_mut(&mut slot.session) {
             // Nobody holds this version: change it in place rather than
@@ -408,7 +423,7 @@ impl SessionStore for MemoryStore {
             }
         })?;
         let session = Arc::clone(&slot.session);
-        shard.refile(*id, session.expires_at());
+        slot.refile(expiry, *id);
         drop(shard);
         drop(replaced);
         Ok(session)
