@@ -13,7 +13,8 @@
 //!   a store built on moka's per-entry expiry, in the same run;
 //! - sled: keel's `SledStore` in relaxed mode (2 tasks) and in durable mode
 //!   with 64 concurrent writers (group commit);
-//! - floors, in the same run: a bare sharded map and raw sled (see
+//! - floors, in the same run: versioned records in bare concurrent maps
+//!   (sharded maps as keel's, dashmap, scc, papaya) and raw sled (see
 //!   `floor`), the least any store of keel's shape costs on this machine.
 //!
 //! keel keeps a session's data as JSON text (one allocation); the anchors
@@ -43,6 +44,7 @@ use tokio::runtime::Runtime;
 
 #[path = "session/floor.rs"]
 mod floor;
+use floor::Versioned;
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -473,14 +475,25 @@ fn memory(c: &mut Criterion) {
     let handle = rt.handle().clone();
     let moka = Lazy::new(move || handle.block_on(fill(Moka::new(), None)));
     let handle = rt.handle().clone();
-    let bare = Lazy::new(move || handle.block_on(fill(floor::BareMap::new(), None)));
+    let sharded =
+        Lazy::new(move || handle.block_on(fill(Versioned(floor::ShardedMap::new()), None)));
+    let handle = rt.handle().clone();
+    let dash = Lazy::new(move || handle.block_on(fill(Versioned(floor::DashMap::default()), None)));
+    let handle = rt.handle().clone();
+    let scc = Lazy::new(move || handle.block_on(fill(Versioned(floor::SccMap::default()), None)));
+    let handle = rt.handle().clone();
+    let papaya =
+        Lazy::new(move || handle.block_on(fill(Versioned(floor::PapayaMap::default()), None)));
     // Creates grow the stores: measured last.
     for (op, name) in OPS {
         let mut g = group(c, &format!("session memory {name}"), 2);
         entry(&mut g, &rt, 2, "keel", (&keel, op));
         entry(&mut g, &rt, 2, "tower-sessions MemoryStore", (&tower, op));
         entry(&mut g, &rt, 2, "moka (per-entry expiry)", (&moka, op));
-        entry(&mut g, &rt, 2, "floor: bare sharded map", (&bare, op));
+        entry(&mut g, &rt, 2, "floor: sharded map", (&sharded, op));
+        entry(&mut g, &rt, 2, "floor: dashmap", (&dash, op));
+        entry(&mut g, &rt, 2, "floor: scc", (&scc, op));
+        entry(&mut g, &rt, 2, "floor: papaya", (&papaya, op));
         g.finish();
     }
 }

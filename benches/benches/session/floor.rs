@@ -2,10 +2,12 @@
 //! measured in the same run, so keel's figures read as "the machine's
 //! limit" or "keel's own overhead".
 //!
-//! - [`BareMap`]: sharded `RwLock<HashMap>`s of shared, versioned records
-//!   holding the same one-allocation data, and nothing a session store
-//!   adds: no expiry (index, sweeps, clock), no client index, no limits,
-//!   no events.
+//! - [`Versioned`] maps: shared, versioned records holding the same
+//!   one-allocation data, and nothing a session store adds: no expiry
+//!   (index, sweeps, clock), no client index, no limits, no events. Over
+//!   sharded `RwLock<HashMap>`s (as keel's store), and over dashmap, scc
+//!   and papaya, the engines keel's was picked against (foldhash for all:
+//!   keel's own hasher costs next to nothing).
 //! - [`RawSled`]: sled itself, one tree of 2 KB values under random keys,
 //!   written blind: no versions, no indexes, no records around the data.
 
@@ -13,23 +15,101 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use keel_session_store::{Data, SessionId};
 
+use papaya::{Compute, Operation};
+
 use super::{Map, Sessions, black_box};
 
-const SHARDS: usize = 32;
-
-struct Record {
+/// A session reduced to what a compare-and-swap needs.
+pub(crate) struct Record {
     version: u64,
     data: Data,
 }
 
+/// What each concurrent map offers; the session logic on top is shared
+/// ([`Versioned`]), so the maps differ only in themselves.
+pub(crate) trait RecordMap: Send + Sync + 'static {
+    fn insert(&self, id: SessionId, record: Arc<Record>);
+    fn read(&self, id: &SessionId) -> Option<Arc<Record>>;
+    fn remove(&self, id: &SessionId) -> Option<Arc<Record>>;
+    /// Writes `data` over version `version`: the new version, or the
+    /// current one on a conflict.
+    fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64>;
+}
+
+/// The compare-and-swap of a map that hands out the record locked: in
+/// place when nobody holds it (as keel does), else a new version. Returns
+/// the version written and the data to free once the lock is released.
+fn write_locked(
+    record: &mut Arc<Record>,
+    version: u64,
+    data: Data,
+) -> Result<(Arc<Record>, Data), u64> {
+    if record.version != version {
+        return Err(record.version);
+    }
+    let replaced = match Arc::get_mut(record) {
+        Some(r) => {
+            r.version += 1;
+            std::mem::replace(&mut r.data, data)
+        }
+        None => {
+            *record = Arc::new(Record {
+                version: version + 1,
+                data,
+            });
+            Data::new()
+        }
+    };
+    Ok((Arc::clone(record), replaced))
+}
+
+/// Sessions as versioned records in map `M`.
+pub(crate) struct Versioned<M>(pub(crate) M);
+
+impl<M: RecordMap> Sessions for Versioned<M> {
+    type Id = SessionId;
+    type Data = Data;
+
+    fn data(payload: &Map) -> Data {
+        payload.into()
+    }
+
+    async fn create(&self, data: Data) -> SessionId {
+        let id = SessionId::random().expect("id");
+        self.0.insert(id, Arc::new(Record { version: 1, data }));
+        id
+    }
+
+    async fn get(&self, id: SessionId) {
+        black_box(self.0.read(&id)).expect("live");
+    }
+
+    async fn update(&self, id: SessionId, data: &Data) {
+        // Holding the record read, as keel's update in this bench does.
+        if let Some(current) = self.0.read(&id) {
+            let _ = black_box(self.0.write(&id, current.version, data));
+        }
+    }
+
+    async fn write(&self, id: SessionId, version: u64, data: &Data) -> Result<u64, u64> {
+        self.0.write(&id, version, data)
+    }
+
+    async fn delete(&self, id: SessionId) {
+        black_box(self.0.remove(&id));
+    }
+}
+
+const SHARDS: usize = 32;
+
 type Shard = RwLock<hashbrown::HashMap<SessionId, Arc<Record>>>;
 
-/// Versioned records in sharded maps, nothing more (see the module doc).
-pub(crate) struct BareMap {
+/// Sharded `RwLock<HashMap>`s, as keel's memory store keeps its sessions.
+pub(crate) struct ShardedMap {
     shards: Box<[Shard]>,
 }
 
-impl BareMap {
+impl ShardedMap {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -41,83 +121,127 @@ impl BareMap {
     }
 }
 
-impl Sessions for BareMap {
-    type Id = SessionId;
-    type Data = Data;
-
-    fn data(payload: &Map) -> Data {
-        payload.into()
-    }
-
-    async fn create(&self, data: Data) -> SessionId {
-        let id = SessionId::random().expect("id");
-        let record = Arc::new(Record { version: 1, data });
+impl RecordMap for ShardedMap {
+    fn insert(&self, id: SessionId, record: Arc<Record>) {
         let mut shard = self
             .shard(&id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         shard.insert(id, record);
-        id
     }
 
-    async fn get(&self, id: SessionId) {
+    fn read(&self, id: &SessionId) -> Option<Arc<Record>> {
         let shard = self
-            .shard(&id)
+            .shard(id)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        black_box(shard.get(&id).cloned()).expect("live");
+        shard.get(id).cloned()
     }
 
-    async fn update(&self, id: SessionId, data: &Data) {
-        // Holding the record read, as keel's update in this bench does.
-        let current = {
-            let shard = self
-                .shard(&id)
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            shard.get(&id).cloned()
-        };
-        if let Some(current) = current {
-            let _ = black_box(self.write(id, current.version, data).await);
-        }
-    }
-
-    async fn write(&self, id: SessionId, version: u64, data: &Data) -> Result<u64, u64> {
-        let data = data.clone();
+    fn remove(&self, id: &SessionId) -> Option<Arc<Record>> {
         let mut shard = self
-            .shard(&id)
+            .shard(id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let record = shard.get_mut(&id).expect("live");
-        if record.version != version {
-            return Err(record.version);
-        }
-        // In place when nobody holds the record, as keel does.
-        let replaced = match Arc::get_mut(record) {
-            Some(r) => {
-                r.version += 1;
-                std::mem::replace(&mut r.data, data)
-            }
-            None => {
-                *record = Arc::new(Record {
-                    version: version + 1,
-                    data,
-                });
-                Data::new()
-            }
-        };
-        let written = Arc::clone(record);
+        shard.remove(id)
+    }
+
+    fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
+        let data = data.clone();
+        let mut shard = self
+            .shard(id)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (written, replaced) = write_locked(shard.get_mut(id).ok_or(0u64)?, version, data)?;
         drop(shard);
         drop(replaced);
         Ok(black_box(written).version)
     }
+}
 
-    async fn delete(&self, id: SessionId) {
-        let mut shard = self
-            .shard(&id)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        black_box(shard.remove(&id));
+/// dashmap: sharded `RwLock`s over hashbrown tables.
+pub(crate) type DashMap = dashmap::DashMap<SessionId, Arc<Record>, foldhash::fast::RandomState>;
+
+impl RecordMap for DashMap {
+    fn insert(&self, id: SessionId, record: Arc<Record>) {
+        dashmap::DashMap::insert(self, id, record);
+    }
+
+    fn read(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.get(id).map(|r| Arc::clone(&r))
+    }
+
+    fn remove(&self, id: &SessionId) -> Option<Arc<Record>> {
+        dashmap::DashMap::remove(self, id).map(|(_, r)| r)
+    }
+
+    fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
+        let data = data.clone();
+        let mut entry = self.get_mut(id).ok_or(0u64)?;
+        let (written, replaced) = write_locked(&mut entry, version, data)?;
+        drop(entry);
+        drop(replaced);
+        Ok(black_box(written).version)
+    }
+}
+
+/// scc: one table of buckets, a lock per bucket.
+pub(crate) type SccMap = scc::HashMap<SessionId, Arc<Record>, foldhash::fast::RandomState>;
+
+impl RecordMap for SccMap {
+    fn insert(&self, id: SessionId, record: Arc<Record>) {
+        let _ = self.insert_sync(id, record);
+    }
+
+    fn read(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.read_sync(id, |_, r| Arc::clone(r))
+    }
+
+    fn remove(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.remove_sync(id).map(|(_, r)| r)
+    }
+
+    fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
+        let data = data.clone();
+        let mut entry = self.get_sync(id).ok_or(0u64)?;
+        let (written, replaced) = write_locked(entry.get_mut(), version, data)?;
+        drop(entry);
+        drop(replaced);
+        Ok(black_box(written).version)
+    }
+}
+
+/// papaya: lock-free; a write swaps in a new record (never in place).
+pub(crate) type PapayaMap = papaya::HashMap<SessionId, Arc<Record>, foldhash::fast::RandomState>;
+
+impl RecordMap for PapayaMap {
+    fn insert(&self, id: SessionId, record: Arc<Record>) {
+        self.pin().insert(id, record);
+    }
+
+    fn read(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.pin().get(id).cloned()
+    }
+
+    fn remove(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.pin().remove(id).cloned()
+    }
+
+    fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
+        let map = self.pin();
+        let computed = map.compute(*id, |entry| match entry {
+            Some((_, r)) if r.version == version => Operation::Insert(Arc::new(Record {
+                version: version + 1,
+                data: data.clone(),
+            })),
+            Some((_, r)) => Operation::Abort(r.version),
+            None => Operation::Abort(0),
+        });
+        match computed {
+            Compute::Updated { new: (_, r), .. } => Ok(black_box(r).version),
+            Compute::Aborted(actual) => Err(actual),
+            Compute::Inserted(..) | Compute::Removed(..) => Err(0),
+        }
     }
 }
 

@@ -13,8 +13,8 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The system's wall clock. On Linux it is read coarsely: the time of the
-/// kernel's last tick (a few milliseconds behind at most, never ahead), a
-/// read that costs a few ns where the precise clock costs tens, on every
+/// kernel's last tick (behind by at most one tick, 1 to 10 ms, never
+/// ahead), a read of a few ns where the precise clock takes tens, on every
 /// store operation. Sessions then expire at most a tick late, never early.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
