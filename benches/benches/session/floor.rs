@@ -11,6 +11,7 @@
 //! - [`RawSled`]: sled itself, one tree of 2 KB values under random keys,
 //!   written blind: no versions, no indexes, no records around the data.
 
+use std::ops::DerefMut;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use keel_session_store::{Data, SessionId};
@@ -61,6 +62,20 @@ fn write_locked(
         }
     };
     Ok((Arc::clone(record), replaced))
+}
+
+/// [`write_locked`] through a map's locked entry, freeing the replaced
+/// data after the lock.
+fn write_entry(
+    entry: Option<impl DerefMut<Target = Arc<Record>>>,
+    version: u64,
+    data: Data,
+) -> Result<u64, u64> {
+    let mut entry = entry.ok_or(0u64)?;
+    let (written, replaced) = write_locked(&mut entry, version, data)?;
+    drop(entry);
+    drop(replaced);
+    Ok(black_box(written).version)
 }
 
 /// Sessions as versioned records in map `M`.
@@ -177,11 +192,7 @@ impl RecordMap for DashMap {
 
     fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
         let data = data.clone();
-        let mut entry = self.get_mut(id).ok_or(0u64)?;
-        let (written, replaced) = write_locked(&mut entry, version, data)?;
-        drop(entry);
-        drop(replaced);
-        Ok(black_box(written).version)
+        write_entry(self.get_mut(id), version, data)
     }
 }
 
@@ -203,11 +214,7 @@ impl RecordMap for SccMap {
 
     fn write(&self, id: &SessionId, version: u64, data: &Data) -> Result<u64, u64> {
         let data = data.clone();
-        let mut entry = self.get_sync(id).ok_or(0u64)?;
-        let (written, replaced) = write_locked(entry.get_mut(), version, data)?;
-        drop(entry);
-        drop(replaced);
-        Ok(black_box(written).version)
+        write_entry(self.get_sync(id), version, data)
     }
 }
 
