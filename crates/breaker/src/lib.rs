@@ -21,7 +21,9 @@ mod window;
 
 pub use breaker::{BreakerBuilder, CircuitBreaker, Info, OwnedPermit, Permit, Rejected};
 pub use call::CallError;
-pub use classify::{Classify, DefaultClassifier, Outcome};
+#[cfg(feature = "sqlx")]
+pub use classify::SqlxClassifier;
+pub use classify::{Classify, DefaultClassifier, OnError, Outcome};
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -222,6 +222,13 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    fn connect_error(&self, source: M::Error) -> PoolError<M::Error> {
+        PoolError::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+
     fn timed_out(&self, phase: Phase, waited: Duration) -> PoolError<M::Error> {
         self.counters.timed_out(phase);
         self.observers.emit(&Event::TimedOut { phase });
@@ -297,7 +304,7 @@ impl<M: Manager> Shared<M> {
             Ok(Outcome::Connected(_)) if self.is_closed() => Err(PoolError::Closed),
             Ok(Outcome::Connected(pooled)) => Ok(pooled),
             Ok(Outcome::Exhausted(error, slot)) => self.wait_for_release(error, slot).await,
-            Ok(Outcome::Failed(error)) => Err(PoolError::Connect(error)),
+            Ok(Outcome::Failed(error)) => Err(self.connect_error(error)),
             Ok(Outcome::TimedOut(waited)) => Err(PoolError::Timeout {
                 phase: Phase::Connect,
                 waited,
@@ -332,7 +339,7 @@ impl<M: Manager> Shared<M> {
         };
         match timeout(self.config.wait_timeout, wait).await {
             Ok(Some(conn)) => Ok(Pooled::new(slot.hand_on(), conn)),
-            _ => Err(PoolError::Connect(error)),
+            _ => Err(self.connect_error(error)),
         }
     }
 
@@ -351,7 +358,7 @@ impl<M: Manager> Shared<M> {
             match outcome.await {
                 Ok(Outcome::Connected(pooled)) => drop(pooled),
                 Ok(Outcome::Exhausted(error, _) | Outcome::Failed(error)) => {
-                    return Err(PoolError::Connect(error));
+                    return Err(self.connect_error(error));
                 }
                 Ok(Outcome::TimedOut(waited)) => {
                     return Err(PoolError::Timeout {
@@ -370,13 +377,16 @@ impl<M: Manager> Shared<M> {
 /// with nobody to report to, the connection goes to the idle queue.
 async fn connect_task<M: Manager>(slot: OwnedSlot<M>, reply: Option<oneshot::Sender<Outcome<M>>>) {
     let Some(shared) = slot.0.clone() else { return };
+    let connecting = Counted::new(&shared.connecting);
     let started = Instant::now();
     let open = async {
         let mut raw = shared.manager.connect().await?;
         let canceller = shared.manager.canceller(&mut raw).await?;
         Ok::<_, M::Error>((raw, canceller))
     };
-    let outcome = match timeout(shared.config.connect_timeout, open).await {
+    let outcome = timeout(shared.config.connect_timeout, open).await;
+    drop(connecting);
+    let outcome = match outcome {
         Ok(Ok((raw, canceller))) => {
             let conn = shared.register(raw, canceller, started.elapsed());
             Outcome::Connected(Pooled::new(slot.hand_on(), conn))

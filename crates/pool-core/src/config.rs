@@ -40,11 +40,12 @@ pub enum QueueMode {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PoolConfig {
-    /// Connections the pool keeps open for regular load (default 10).
+    /// Connections the pool keeps open for regular load (default 10; zero
+    /// is rejected).
     pub max_size: usize,
     /// Idle connections kept open and ready; the idle timeout never closes
     /// one below this number and maintenance replaces those that die
-    /// (default 0).
+    /// (default 0; must not exceed `max_size`).
     pub min_idle: usize,
     /// Extra connections opened under pressure beyond `max_size`. They stay
     /// idle for `idle_timeout` after use instead of being closed at once,
@@ -56,32 +57,38 @@ pub struct PoolConfig {
     pub warm: bool,
     /// Which idle connection a checkout takes (default LIFO).
     pub queue: QueueMode,
-    /// How long a checkout waits in the queue for a free slot (default 30s).
+    /// How long a checkout waits in the queue for a free slot (default 30s;
+    /// zero is rejected).
     #[serde(with = "humantime_serde")]
     pub wait_timeout: Duration,
-    /// How long opening a connection may take (default 10s).
+    /// How long opening a connection may take (default 10s; zero is
+    /// rejected).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// How long validating an idle connection may take (default 5s).
+    /// How long validating an idle connection may take (default 5s; zero is
+    /// rejected).
     #[serde(with = "humantime_serde")]
     pub validate_timeout: Duration,
-    /// How long resetting a returned connection may take (default 5s).
+    /// How long resetting a returned connection may take (default 5s; zero
+    /// is rejected).
     #[serde(with = "humantime_serde")]
     pub reset_timeout: Duration,
     /// How long closing a connection gracefully may take before it is
-    /// dropped (default 5s).
+    /// dropped (default 5s; zero is rejected).
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
     /// Idle connections above `min_idle` are closed after this long unused
-    /// (default 10 min; `None` keeps them, which `max_overflow` forbids).
+    /// (default 10 min; `None` keeps them, which `max_overflow` forbids;
+    /// zero is rejected).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
-    /// Connections are retired after about this long (default 30 min).
+    /// Connections are retired after about this long (default 30 min;
+    /// `None` never; zero is rejected).
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Option<Duration>,
     /// Each connection's lifetime is shortened by a random fraction up to
     /// this, so connections opened together do not expire together
-    /// (default 0.05).
+    /// (default 0.05; from 0 to 0.5).
     pub lifetime_jitter: f64,
     /// A connection idle at least this long is validated before it is
     /// handed out; a hot checkout makes no round trip (default 1s; zero
@@ -90,12 +97,12 @@ pub struct PoolConfig {
     pub validate_after_idle: Option<Duration>,
     /// A checkout held longer than this emits
     /// [`Event::LeakSuspected`](crate::Event::LeakSuspected) with where it
-    /// was acquired (default off).
+    /// was acquired (default off; zero is rejected).
     #[serde(with = "humantime_serde")]
     pub leak_threshold: Option<Duration>,
     /// The deadline of an operation run through the pool's service (an
     /// operation may set its own). When it passes, the connection is closed
-    /// (default 30s; `None` for no deadline).
+    /// (default 30s; `None` for no deadline; zero is rejected).
     #[serde(with = "humantime_serde")]
     pub command_timeout: Option<Duration>,
 }

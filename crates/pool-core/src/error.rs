@@ -1,6 +1,7 @@
 //! What a checkout can fail with.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ConfigError;
@@ -57,8 +58,27 @@ pub enum PoolError<E> {
     Closed,
     /// Opening a connection failed; the backend's error says why (a wrong
     /// password, an unknown host, the server's connection limit).
-    #[error("could not open a database connection: {0}")]
-    Connect(#[source] E),
+    #[error("could not open a database connection{}: {source}", Endpoint(endpoint.as_deref()))]
+    Connect {
+        /// Where the connection was to go ([`Manager::endpoint`](crate::Manager::endpoint)):
+        /// `host:port/db`, never a password.
+        endpoint: Option<Arc<str>>,
+        /// The backend's error.
+        #[source]
+        source: E,
+    },
+}
+
+/// Shows " to ENDPOINT" when there is one.
+struct Endpoint<'a>(Option<&'a str>);
+
+impl fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(endpoint) => write!(f, " to {endpoint}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<E> PoolError<E> {
@@ -80,6 +100,14 @@ impl<E> PoolError<E> {
         }
     }
 
+    /// The backend's connect error, if opening a connection failed.
+    pub fn connect_error(&self) -> Option<&E> {
+        match self {
+            Self::Connect { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// Maps the backend error.
     pub fn map_backend<F, T>(self, f: F) -> PoolError<T>
     where
@@ -88,7 +116,10 @@ impl<E> PoolError<E> {
         match self {
             Self::Timeout { phase, waited } => PoolError::Timeout { phase, waited },
             Self::Closed => PoolError::Closed,
-            Self::Connect(e) => PoolError::Connect(f(e)),
+            Self::Connect { endpoint, source } => PoolError::Connect {
+                endpoint,
+                source: f(source),
+            },
         }
     }
 }

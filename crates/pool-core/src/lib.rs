@@ -42,7 +42,7 @@ pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
 pub use manager::{CheckIn, Manager};
 pub use observer::{CloseReason, Event, Observer};
-pub use pool::{CloseError, Pool, PoolBuilder};
+pub use pool::{CloseError, Pool, PoolBuilder, ResizeError};
 pub use pooled::Pooled;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

@@ -39,14 +39,27 @@ impl<M: Manager> Shared<M> {
         let idle_timeout = self.config.idle_timeout.map(millis);
         let min_idle = self.config.min_idle;
         let retired = self.take_idle_where(|conn, remaining| {
-            self.retire_reason(conn, now).or_else(|| {
+            let reason = self.retire_reason(conn, now).or_else(|| {
                 let idle_for = now.saturating_sub(conn.idle_since_ms);
                 let expired = idle_timeout.is_some_and(|limit| idle_for >= limit);
                 (expired && remaining >= min_idle).then_some(CloseReason::Idle)
-            })
+            })?;
+            // A connection that closes holds a slot until it is gone, so
+            // checkouts cannot open its replacement meanwhile (the server
+            // would hold more than the pool allows). Idle connections never
+            // outnumber free slots; without one, it waits for the next tick.
+            let permit = self.permits.try_acquire().ok()?;
+            permit.forget();
+            Some(reason)
         });
+        // Closed side by side, each in its own task, so one slow close
+        // neither delays the others nor stalls maintenance.
         for (conn, reason) in retired {
-            self.close_gracefully(conn, reason).await;
+            let shared = Arc::clone(self);
+            drop(self.runtime.spawn(async move {
+                shared.close_gracefully(conn, reason).await;
+                shared.return_permit();
+            }));
         }
         self.report_leaks(now);
         // A failure is already reported as an event; the next tick retries.

@@ -101,6 +101,14 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// Where connections go, for error messages and metrics: `host:port/db`
+    /// or a file name, never a user name, password or query. `None` (the
+    /// default) when there is nothing worth naming. Called once, when the
+    /// pool is built.
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
+
     /// Whether a connect error means the server is out of connection slots
     /// (PostgreSQL 53300, MySQL 1040). A checkout that meets it waits for
     /// a connection another task releases instead of failing at once.

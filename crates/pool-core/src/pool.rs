@@ -42,6 +42,18 @@ impl<M: Manager + fmt::Debug> fmt::Debug for Pool<M> {
     }
 }
 
+/// Why [`Pool::resize`] changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResizeError {
+    /// The new size does not fit the pool's configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool is closed.
+    #[error("cannot resize a closed pool")]
+    Closed,
+}
+
 /// Why [`Pool::close`] returned before every connection was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("pool close deadline passed with {still_open} connection(s) still checked out")]
@@ -96,17 +108,26 @@ impl<M: Manager> Pool<M> {
         crate::PoolService::new(self.clone())
     }
 
-    /// A snapshot of the pool's sizes and counters.
+    /// A snapshot of the pool's sizes and counters. The fields are read one
+    /// after another, not under one lock: under load they may disagree by
+    /// the checkouts that happened meanwhile.
+    ///
+    /// On a closed pool, `max_size` is the size it had when it closed and
+    /// `size`, `idle` and `in_use` count down to zero as connections come
+    /// back and close.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         let size = s.open();
-        let idle = s.idle_len().min(size);
-        let in_use = size - idle;
+        let closing = s.closing.load(Ordering::Acquire).min(size);
+        let idle = s.idle_len().min(size - closing);
+        let in_use = size - closing - idle;
         let max_size = s.max_size.load(Ordering::Acquire);
         Stats {
             size,
             idle,
             in_use,
+            connecting: s.connecting.load(Ordering::Acquire),
+            closing,
             waiters: s.waiters.load(Ordering::Relaxed),
             max_size,
             overflow_in_use: in_use.saturating_sub(max_size),
@@ -133,8 +154,12 @@ impl<M: Manager> Pool<M> {
     /// they come back.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] if `max_size` is zero or below `min_idle`.
-    pub fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+    /// [`ResizeError::Config`] if `max_size` is zero or below `min_idle`;
+    /// [`ResizeError::Closed`] on a closed pool, which keeps its size.
+    pub fn resize(&self, max_size: usize) -> Result<(), ResizeError> {
+        if self.is_closed() {
+            return Err(ResizeError::Closed);
+        }
         let mut config = self.shared.config.clone();
         config.max_size = max_size;
         config.validate()?;

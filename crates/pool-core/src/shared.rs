@@ -1,14 +1,16 @@
 //! State shared by a pool's handles, its guards and its background work.
 //!
 //! The invariant everything here keeps: every open connection that is not
-//! idle belongs to a holder of one semaphore permit (a checkout, or a task
-//! opening a connection), so `open <= capacity` always, and a permit goes
-//! back to the semaphore exactly once, when its holder lets go of it.
+//! idle belongs to a holder of one semaphore permit (a checkout, a task
+//! opening a connection, or maintenance closing it), so `open <= capacity`
+//! always, also while connections close, and a permit goes back to the
+//! semaphore exactly once, when its holder lets go of it. A connection
+//! counts as open until its close has finished.
 
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
@@ -46,6 +48,28 @@ pub(crate) struct ConnState<C> {
     pub(crate) canceller: Option<Canceller>,
 }
 
+/// A connection being closed gracefully: counted in `closing` while it
+/// lives, counted closed when it ends.
+struct Closing<'a, M: Manager> {
+    shared: &'a Shared<M>,
+    id: u64,
+    reason: CloseReason,
+}
+
+impl<'a, M: Manager> Closing<'a, M> {
+    fn new(shared: &'a Shared<M>, id: u64, reason: CloseReason) -> Self {
+        shared.closing.fetch_add(1, Ordering::AcqRel);
+        Self { shared, id, reason }
+    }
+}
+
+impl<M: Manager> Drop for Closing<'_, M> {
+    fn drop(&mut self) {
+        self.shared.closing.fetch_sub(1, Ordering::AcqRel);
+        self.shared.closed_one(self.id, self.reason);
+    }
+}
+
 /// Where a live checkout was taken, for leak detection.
 #[derive(Debug)]
 pub(crate) struct Checkout {
@@ -62,12 +86,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
+    /// The manager's endpoint, named in connect errors.
+    pub(crate) endpoint: Option<Arc<str>>,
     pub(crate) config: PoolConfig,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) permits: Semaphore,
     idle: Idle<M::Connection>,
-    /// Open connections: idle, checked out, or owned by a task.
+    /// Open connections: idle, checked out, owned by a task, or closing.
     open: AtomicUsize,
+    /// Connects in progress (for a checkout or to keep `min_idle`).
+    pub(crate) connecting: AtomicUsize,
+    /// Connections being closed gracefully (still counted in `open`).
+    pub(crate) closing: AtomicUsize,
     pub(crate) max_size: AtomicUsize,
     /// Permits to withhold when they come back, after `resize` shrank the
     /// pool while they were out.
@@ -98,11 +128,14 @@ impl<M: Manager> Shared<M> {
         observers: Observers,
     ) -> Self {
         Self {
+            endpoint: manager.endpoint().map(Arc::from),
             manager,
             runtime,
             permits: Semaphore::new(config.capacity()),
             idle: Idle::new(config.capacity(), config.queue),
             open: AtomicUsize::new(0),
+            connecting: AtomicUsize::new(0),
+            closing: AtomicUsize::new(0),
             max_size: AtomicUsize::new(config.max_size),
             debt: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
@@ -229,10 +262,12 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Closes a connection gracefully, dropping it if that takes too long.
+    /// It counts as open (and as closing) until the close has finished, so
+    /// the pool never reports fewer connections than the server holds.
     pub(crate) async fn close_gracefully(&self, conn: Conn<M::Connection>, reason: CloseReason) {
-        // Counted first: if this future is dropped, the connection is
-        // dropped (closed) with it.
-        self.closed_one(conn.id, reason);
+        // Counted closed when the close ends, or when this future is
+        // dropped (which drops, and so closes, the connection).
+        let _closing = Closing::new(self, conn.id, reason);
         let close = self.manager.close(conn.raw);
         if tokio::time::timeout(self.config.close_timeout, close)
             .await

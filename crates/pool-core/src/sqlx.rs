@@ -70,20 +70,30 @@ impl<C: Connection> SqlxManager<C> {
         Ok(Self::new(options))
     }
 
-    /// The connect options.
-    pub fn options(&self) -> &C::Options {
-        &self.options
+    /// Opens one connection outside the pool, with the pool's options (an
+    /// admin or LISTEN connection, say). The options themselves are not
+    /// handed out: sqlx's `Debug` of them prints the password.
+    ///
+    /// # Errors
+    /// The driver's connect error.
+    pub async fn connect_unpooled(&self) -> Result<C, sqlx::Error> {
+        self.options.connect().await
+    }
+
+    /// The URL with the password shown as `***`.
+    pub fn redacted_url(&self) -> String {
+        let mut url = self.options.to_url_lossy();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        url.into()
     }
 }
 
 impl<C: Connection> fmt::Debug for SqlxManager<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut url = self.options.to_url_lossy();
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
         f.debug_struct("SqlxManager")
-            .field("url", &url.as_str())
+            .field("url", &self.redacted_url())
             .finish()
     }
 }
@@ -260,5 +270,15 @@ where
 
     fn is_exhausted(&self, error: &sqlx::Error) -> bool {
         is_too_many_connections(error)
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        let url = self.options.to_url_lossy();
+        let path = url.path().trim_start_matches('/');
+        Some(match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}/{path}"),
+            (Some(host), None) => format!("{host}/{path}"),
+            (None, _) => path.to_owned(),
+        })
     }
 }

@@ -17,15 +17,21 @@ pub const WAIT_BUCKETS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Open connections, idle and in use.
+    /// Open connections: idle, in use and closing. Never above
+    /// `max_size + max_overflow`, also while connections close.
     pub size: usize,
     /// Idle connections.
     pub idle: usize,
-    /// Connections checked out (or being opened for a checkout).
+    /// Connections checked out (`size - idle - closing`).
     pub in_use: usize,
+    /// Connections being opened, for a checkout or to keep `min_idle`; not
+    /// in `size` until they are open, but each holds a slot meanwhile.
+    pub connecting: usize,
+    /// Connections being closed gracefully; in `size` until they are gone.
+    pub closing: usize,
     /// Checkouts queued for a slot.
     pub waiters: usize,
-    /// The configured `max_size`.
+    /// The current `max_size` (after [`resize`](crate::Pool::resize)).
     pub max_size: usize,
     /// Connections in use beyond `max_size`.
     pub overflow_in_use: usize,

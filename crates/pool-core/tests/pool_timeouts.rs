@@ -63,7 +63,13 @@ async fn a_wrong_password_fails_at_once_with_the_auth_error() {
     let started = Instant::now();
     let err = pool.get().await.unwrap_err();
     assert!(
-        matches!(err, PoolError::Connect(FakeError::Auth)),
+        matches!(
+            err,
+            PoolError::Connect {
+                source: FakeError::Auth,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("password authentication failed"));
@@ -142,7 +148,13 @@ async fn too_many_connections_with_nothing_released_returns_the_server_error() {
     fake.fail_next(&[FakeError::TooMany]);
     let err = pool.get().await.unwrap_err();
     assert!(
-        matches!(err, PoolError::Connect(FakeError::TooMany)),
+        matches!(
+            err,
+            PoolError::Connect {
+                source: FakeError::TooMany,
+                ..
+            }
+        ),
         "{err:?}"
     );
     // With nothing checked out there is nothing to wait for.

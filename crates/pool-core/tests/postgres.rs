@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use keel_pool_core::{DatabaseUrl, PgManager, Pool, PoolError};
+use keel_pool_core::{DatabaseUrl, Manager, PgManager, Pool, PoolError};
 use sqlx::Connection;
 
 mod support;
@@ -58,7 +58,11 @@ async fn an_unknown_role_fails_at_once_with_the_servers_auth_error() {
     .await
     .unwrap();
     let err = pool.get().await.unwrap_err();
-    let PoolError::Connect(sqlx::Error::Database(db)) = &err else {
+    let PoolError::Connect {
+        source: sqlx::Error::Database(db),
+        ..
+    } = &err
+    else {
         panic!("expected the server's error, got {err:?}");
     };
     assert_eq!(db.code().as_deref(), Some("28000"), "{db}");
@@ -82,9 +86,7 @@ async fn terminated_sessions_are_replaced_never_handed_out() {
         held.push(c);
     }
     drop(held);
-    let mut admin = sqlx::PgConnection::connect_with(manager(URL).options())
-        .await
-        .unwrap();
+    let mut admin = manager(URL).connect_unpooled().await.unwrap();
     for pid in &pids {
         let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
             .bind(pid)
@@ -148,7 +150,7 @@ async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_
         .await
         .unwrap();
     let err = pool.get().await.unwrap_err();
-    let PoolError::Connect(cause) = &err else {
+    let PoolError::Connect { source: cause, .. } = &err else {
         panic!("expected the auth error, got {err:?}");
     };
     let code = cause.as_database_error().and_then(|e| e.code());
@@ -174,4 +176,116 @@ async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_
         .await
         .unwrap();
     assert_eq!(user, "app");
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_endpoint_but_never_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let pool = Pool::builder(manager("postgres://app:pw-secret@127.0.0.1:1/orders"))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let err = pool.get().await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("127.0.0.1:1/orders"), "{shown}");
+    assert!(matches!(
+        err.connect_error(),
+        Some(sqlx::Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused
+    ));
+    for shown in [shown, format!("{err:?}"), format!("{:?}", pool.manager())] {
+        assert!(!shown.contains("pw-secret"), "password shown: {shown}");
+    }
+}
+
+/// Connections of this pool in `pg_stat_activity`, by application name.
+async fn sessions_named(admin: &mut sqlx::PgConnection, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// PostgreSQL connections whose graceful close takes 50 ms, as over a slow
+/// network: the session stays open on the server meanwhile.
+#[derive(Debug)]
+struct SlowClose(PgManager);
+
+impl Manager for SlowClose {
+    type Connection = sqlx::PgConnection;
+    type Error = sqlx::Error;
+
+    async fn connect(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
+        self.0.connect().await
+    }
+
+    async fn validate(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        self.0.validate(conn).await
+    }
+
+    fn check_in(&self, conn: &mut sqlx::PgConnection) -> keel_pool_core::CheckIn {
+        self.0.check_in(conn)
+    }
+
+    async fn reset(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        self.0.reset(conn).await
+    }
+
+    async fn close(&self, conn: sqlx::PgConnection) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.0.close(conn).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_churn_the_server_never_holds_more_sessions_than_the_pool_allows() {
+    let name = format!("keel-churn-{}", std::process::id());
+    let url = format!("{URL}?application_name={name}");
+    let (max_size, max_overflow) = (3, 1);
+    let pool = Pool::builder(SlowClose(manager(&url)))
+        .max_size(max_size)
+        .max_overflow(max_overflow)
+        .idle_timeout(Some(Duration::from_millis(30)))
+        .max_lifetime(Some(Duration::from_millis(200)))
+        .build()
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for t in 0..8u64 {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut conn = pool.get().await.unwrap();
+                sqlx::query("SELECT pg_sleep(0.002)")
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                drop(conn);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis((t * 7 + i * 13) % 40)).await;
+            }
+        }));
+    }
+    let mut admin = sqlx::PgConnection::connect(URL).await.unwrap();
+    let mut peak = 0;
+    for _ in 0..300 {
+        peak = peak.max(sessions_named(&mut admin, &name).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let closed = pool.stats().closed.total();
+    pool.close(Duration::from_secs(5)).await.unwrap();
+    assert!(closed > 5, "the churn closed only {closed} connections");
+    assert!(peak > 0);
+    let allowed = i64::try_from(max_size + max_overflow).unwrap();
+    assert!(
+        peak <= allowed,
+        "the server held {peak} of this pool's sessions at once"
+    );
 }

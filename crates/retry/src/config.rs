@@ -61,22 +61,44 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Per-class schedules for database work: connection errors 4 attempts
-    /// from 2 s (up to 30 s), conflicts 3 attempts from 10 ms (up to 200 ms),
-    /// an exhausted server 2 attempts from 5 s; anything else the default.
+    /// Per-class schedules for database work that give up within about 5 s
+    /// (`total_timeout`), so a caller against a dead database hears so soon
+    /// and a breaker below sees the failures early: connection errors 4
+    /// attempts from 250 ms (up to 2 s), conflicts 3 attempts from 10 ms
+    /// (up to 200 ms), an exhausted server 2 attempts from 1 s; anything
+    /// else the default. [`database_patient`](Self::database_patient) waits
+    /// out longer outages.
     pub fn database() -> Self {
         Self {
             connection: Some(
-                Schedule::new(4, Duration::from_secs(2)).with_max_delay(Duration::from_secs(30)),
+                Schedule::new(4, Duration::from_millis(250)).with_max_delay(Duration::from_secs(2)),
             ),
             conflict: Some(
                 Schedule::new(3, Duration::from_millis(10))
                     .with_max_delay(Duration::from_millis(200)),
             ),
             exhausted: Some(
+                Schedule::new(2, Duration::from_secs(1)).with_max_delay(Duration::from_secs(2)),
+            ),
+            total_timeout: Some(Duration::from_secs(5)),
+            ..Self::default()
+        }
+    }
+
+    /// The long schedule, for batch work that would rather wait out a
+    /// restart than fail: connection errors 4 attempts from 2 s (up to
+    /// 30 s), conflicts as [`database`](Self::database), an exhausted server
+    /// 2 attempts from 5 s, all within 60 s.
+    pub fn database_patient() -> Self {
+        Self {
+            connection: Some(
+                Schedule::new(4, Duration::from_secs(2)).with_max_delay(Duration::from_secs(30)),
+            ),
+            exhausted: Some(
                 Schedule::new(2, Duration::from_secs(5)).with_max_delay(Duration::from_secs(30)),
             ),
-            ..Self::default()
+            total_timeout: Some(Duration::from_secs(60)),
+            ..Self::database()
         }
     }
 

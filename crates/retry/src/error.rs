@@ -163,12 +163,15 @@ impl GaveUpError {
     }
 }
 
+/// The last error first, as [`RetryError`] prints it: a reader of one log
+/// line learns what failed, not only that the retrier stopped.
 impl fmt::Display for GaveUpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = if self.attempts == 1 { "" } else { "s" };
         write!(
             f,
-            "gave up after {} attempt{s}: {}",
+            "{} (gave up after {} attempt{s}: {})",
+            self.source,
             self.attempts,
             self.reason.describe()
         )

@@ -16,7 +16,8 @@ use crate::classify::{Classify, ErrorClass, Verdict, classify_io};
 /// | MySQL / MariaDB 1205 1213 (lock wait timeout, deadlock), feature `sqlx-mysql` | transient, conflict, no effect |
 /// | MySQL / MariaDB 1040 (too many connections) | transient, exhausted, no effect |
 /// | MySQL / MariaDB 2006 2013 (server gone, lost connection) | transient, connection, outcome unknown |
-/// | pool acquire timeout | transient, connection, no effect |
+/// | pool acquire timeout (sqlx's; keel-pool-core's with feature `pool`) | transient, connection, no effect |
+/// | keel-pool-core's command timeout (feature `pool`), tokio's or tower's `Elapsed` | transient, other, outcome unknown |
 /// | I/O: refused | transient, connection, no effect |
 /// | I/O: reset, aborted, broken pipe, timed out, unexpected EOF | transient, connection, outcome unknown |
 /// | everything else (constraint violations, syntax and permission errors, ...) | permanent |
@@ -79,8 +80,10 @@ impl Classify<Error> for SqlxClassifier {
     }
 }
 
-/// For boxed errors (tower stacks): finds a sqlx or I/O error in the source
-/// chain and classifies it; anything else is permanent.
+/// For boxed errors (tower stacks): the first error down the source chain
+/// that it knows decides; anything else is permanent. It knows sqlx and I/O
+/// errors, tokio's and tower's `Elapsed` (a timeout layer's deadline: outcome
+/// unknown) and, with the `pool` feature, keel-pool-core's own errors.
 impl Classify<BoxDynError> for SqlxClassifier {
     fn classify(&self, error: &BoxDynError) -> Verdict {
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
@@ -91,9 +94,46 @@ impl Classify<BoxDynError> for SqlxClassifier {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 return classify_io(io);
             }
+            if let Some(verdict) = classify_elapsed(e) {
+                return verdict;
+            }
+            #[cfg(feature = "pool")]
+            if let Some(verdict) = self.classify_pool(e) {
+                return verdict;
+            }
             next = e.source();
         }
         Verdict::Permanent
+    }
+}
+
+/// A timeout layer gave up on the call: it may have taken effect.
+fn classify_elapsed(error: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
+    #[cfg(feature = "tower")]
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return Some(Verdict::transient(ErrorClass::Other));
+    }
+    error
+        .is::<tokio::time::error::Elapsed>()
+        .then(|| Verdict::transient(ErrorClass::Other))
+}
+
+#[cfg(feature = "pool")]
+impl SqlxClassifier {
+    /// keel-pool-core's errors: a checkout that timed out never reached the
+    /// server; a command timeout may have taken effect; a closed pool stays
+    /// closed; a connect error is the driver's.
+    fn classify_pool(&self, error: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
+        use keel_pool_core::PoolError;
+        use keel_pool_core::op::CommandTimeout;
+        if error.is::<CommandTimeout>() {
+            return Some(Verdict::transient(ErrorClass::Other));
+        }
+        match error.downcast_ref::<PoolError<Error>>()? {
+            PoolError::Timeout { .. } => Some(Verdict::no_effect(ErrorClass::Connection)),
+            PoolError::Connect { source, .. } => Some(self.classify(source)),
+            _ => Some(Verdict::Permanent),
+        }
     }
 }
 

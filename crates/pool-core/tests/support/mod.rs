@@ -57,6 +57,9 @@ pub(crate) struct State {
     pub(crate) fail_next: Mutex<Vec<FakeError>>,
     pub(crate) connect_delay: Mutex<Duration>,
     pub(crate) validate_delay: Mutex<Duration>,
+    pub(crate) close_delay: Mutex<Duration>,
+    /// The most connections that existed at once.
+    pub(crate) peak: AtomicUsize,
     /// Connects block while this is set.
     pub(crate) connect_gate: AtomicBool,
     /// Connects and validations in progress.
@@ -104,6 +107,15 @@ impl Fake {
 
     pub(crate) fn set_validate_delay(&self, d: Duration) {
         *self.state.validate_delay.lock().unwrap() = d;
+    }
+
+    pub(crate) fn set_close_delay(&self, d: Duration) {
+        *self.state.close_delay.lock().unwrap() = d;
+    }
+
+    /// The most connections that existed at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
     }
 
     pub(crate) fn kill_all(&self) {
@@ -155,7 +167,8 @@ impl Manager for Fake {
         let alive = Arc::new(AtomicBool::new(true));
         self.state.handles.lock().unwrap().push(alive.clone());
         self.state.connects.fetch_add(1, Ordering::SeqCst);
-        self.state.open.fetch_add(1, Ordering::SeqCst);
+        let open = self.state.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.state.peak.fetch_max(open, Ordering::SeqCst);
         assert!(self.state.live.lock().unwrap().insert(id));
         Ok(FakeConn {
             id,
@@ -198,6 +211,10 @@ impl Manager for Fake {
 
     async fn close(&self, conn: FakeConn) {
         self.state.graceful_closes.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.state.close_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         drop(conn);
     }
 

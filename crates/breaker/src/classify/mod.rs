@@ -1,6 +1,13 @@
 //! What counts as a failure: one shared notion for `call`, permits and the
 //! tower service.
 
+#[cfg(feature = "sqlx")]
+mod sqlx;
+
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use sqlx::SqlxClassifier;
+
 /// The verdict on one call, as the breaker counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -57,5 +64,37 @@ where
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self(result)
+    }
+}
+
+/// Judges errors alone, so that one classifier serves every response type
+/// of a stack (a closure over `&Result<T, E>` fixes `T`): `Ok` is a success,
+/// an `Err` gets the closure's verdict.
+///
+/// ```
+/// use keel_breaker::{Classify, OnError, Outcome};
+///
+/// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// let classify = OnError(|e: &BoxError| {
+///     if e.to_string().contains("syntax") { Outcome::Ignored } else { Outcome::Failure }
+/// });
+/// let syntax: BoxError = "syntax error at or near \"SELEC\"".into();
+/// // The same classifier judges a fetch of a row and an execute.
+/// assert_eq!(classify.classify(&Err::<i32, _>(syntax)), Outcome::Ignored);
+/// assert_eq!(classify.classify(&Ok::<u64, BoxError>(1)), Outcome::Success);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OnError<F>(pub F);
+
+impl<T, E, F> Classify<T, E> for OnError<F>
+where
+    F: Fn(&E) -> Outcome,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => (self.0)(e),
+        }
     }
 }
