@@ -22,14 +22,13 @@
 )]
 
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use keel_benches::{Cycle, runtime, throughput};
 use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
-use keel_pool_core::op::{self, Statement, kind};
+use keel_pool_core::op::{self, Statement};
 use keel_pool_core::{DatabaseUrl, PgManager, Pool};
 use keel_retry::service::RetryLayer;
 use keel_retry::{Retrier, RetryPolicy, SkipOpenBreaker, SqlxClassifier};
@@ -42,10 +41,8 @@ const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const POOL_SIZE: usize = 16;
 const CONCURRENCY: [usize; 2] = [16, 64];
 
-/// A boxed, sendable future.
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Select = sqlx::query::Query<'static, Postgres, PgArguments>;
-type SelectOp = Statement<fn() -> Select, kind::Execute>;
+type SelectOp = Statement<PgConnection, sqlx::postgres::PgQueryResult>;
 
 fn select1() -> Select {
     sqlx::query("SELECT 1")
@@ -85,15 +82,9 @@ where
     S::Response: Send + 'static,
     S::Error: std::fmt::Debug + Send + 'static,
 {
-    fn cycle(&self, _task: usize) -> impl Future<Output = ()> + Send {
+    async fn cycle(&self, _task: usize) {
         let op: SelectOp = op::execute(select1);
-        // Boxed: an unboxed generic service future trips rustc's check that
-        // the async block is Send (a higher-ranked lifetime false positive);
-        // one allocation is noise next to a round trip.
-        let call: BoxFuture<Result<S::Response, S::Error>> = Box::pin(self.0.clone().oneshot(op));
-        async move {
-            black_box(call.await.expect("service query"));
-        }
+        black_box(self.0.clone().oneshot(op).await.expect("service query"));
     }
 }
 

@@ -6,6 +6,8 @@ pub(crate) mod acquire;
 mod cancel;
 mod clock;
 mod config;
+#[cfg(feature = "sqlx")]
+mod driver;
 mod error;
 mod idle;
 mod maintenance;
@@ -17,26 +19,27 @@ mod pooled;
 #[cfg(feature = "tower")]
 mod service;
 mod shared;
-#[cfg(feature = "sqlx")]
-mod sqlx;
-#[cfg(feature = "sqlx")]
-mod statement;
 mod stats;
+
+/// The sqlx this crate is built with, so a user needs no second sqlx
+/// dependency to keep in step (and no features to hunt across two crates):
+/// `use keel_pool_core::sqlx;`. The drivers follow this crate's features
+/// `postgres`, `mysql` and `sqlite`.
 #[cfg(feature = "sqlx")]
-mod url;
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub extern crate sqlx;
 
 #[cfg(feature = "mysql")]
-pub use crate::sqlx::MySqlManager;
+pub use crate::driver::MySqlManager;
 #[cfg(feature = "postgres")]
-pub use crate::sqlx::PgManager;
+pub use crate::driver::PgManager;
 #[cfg(feature = "sqlite")]
-pub use crate::sqlx::SqliteManager;
+pub use crate::driver::SqliteManager;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::sqlx::{SqlxConnection, SqlxManager, is_too_many_connections};
-#[cfg(feature = "sqlx")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::url::{Backend, DatabaseUrl, UrlError, UrlPart};
+pub use crate::driver::{
+    Backend, DatabaseUrl, SqlxConnection, SqlxManager, UrlError, UrlPart, is_too_many_connections,
+};
 pub use cancel::Canceller;
 pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};

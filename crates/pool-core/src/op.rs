@@ -7,7 +7,9 @@ use std::time::Duration;
 
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::statement::{Fetch, Statement, execute, fetch_all, fetch_one, fetch_optional, kind};
+pub use crate::driver::statement::{
+    Fetch, Statement, execute, fetch_all, fetch_one, fetch_optional,
+};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -125,7 +125,7 @@ impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
     }
 }
 
-/// The error a [`Retry`](crate::service::Retry) service returns when it
+/// The error a [`RetryService`](crate::RetryService) returns when it
 /// gives up for any reason but a permanent error (a permanent error comes
 /// back unchanged): the last error is its [`source`](std::error::Error::source).
 #[derive(Debug)]

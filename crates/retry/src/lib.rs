@@ -31,6 +31,8 @@ pub use error::{Failure, GaveUp, GaveUpError, RetryError};
 pub use observer::{Event, Observer};
 pub use retry::{Idempotency, Retrier, retry};
 pub use schedule::{Jitter, Schedule};
+#[cfg(feature = "tower")]
+pub use service::{RetryLayer, RetryService};
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub use sqlx::SqlxClassifier;

@@ -66,10 +66,10 @@ pub enum StoreError {
     Backup(#[from] crate::backup::BackupError),
     /// A session id could not be parsed.
     #[error("invalid session id: {0}")]
-    InvalidId(String),
+    InvalidId(#[from] crate::id::IdError),
     /// The OS could not supply randomness for a new id.
     #[error("no randomness for a session id: {0}")]
-    Random(String),
+    Random(#[source] std::io::Error),
     /// The backend failed.
     #[error("session backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -30,7 +30,12 @@ impl SessionId {
     /// [`StoreError::Random`] if the OS cannot supply randomness.
     pub fn random() -> Result<Self, StoreError> {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(|e| {
+            StoreError::Random(match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::other(e.to_string()),
+            })
+        })?;
         Ok(Self(bytes))
     }
 
@@ -64,22 +69,37 @@ impl FromStr for SessionId {
     type Err = StoreError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            StoreError::InvalidId(format!(
-                "expected 32 hex digits, got {} characters",
-                s.len()
-            ))
-        };
         if s.len() != 32 || !s.is_ascii() {
-            return Err(bad());
+            return Err(IdError::Length { len: s.len() }.into());
         }
         let mut bytes = [0u8; 16];
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-                .map_err(|_| StoreError::InvalidId("not hexadecimal".into()))?;
+                .map_err(|source| IdError::NotHex { at: 2 * i, source })?;
         }
         Ok(Self(bytes))
     }
+}
+
+/// Why a string is not a session id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// It is not 32 ASCII characters long.
+    #[error("expected 32 hex digits, got {len} bytes")]
+    Length {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A pair of characters is not a hexadecimal byte.
+    #[error("not hexadecimal at character {at}")]
+    NotHex {
+        /// Where the bad pair starts.
+        at: usize,
+        /// The parse error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
 }
 
 impl Serialize for SessionId {
@@ -117,8 +137,21 @@ mod tests {
     }
 
     #[test]
-    fn bad_text_is_refused() {
-        assert!("abc".parse::<SessionId>().is_err());
-        assert!("zz".repeat(16).parse::<SessionId>().is_err());
+    fn bad_text_is_refused_with_what_is_wrong_and_its_source() {
+        use std::error::Error as _;
+        let short = "abc".parse::<SessionId>().unwrap_err();
+        assert!(matches!(
+            short,
+            StoreError::InvalidId(IdError::Length { len: 3 })
+        ));
+        let not_hex = format!("00{}", "zz".repeat(15))
+            .parse::<SessionId>()
+            .unwrap_err();
+        let StoreError::InvalidId(inner) = &not_hex else {
+            panic!("{not_hex:?}");
+        };
+        assert!(matches!(inner, IdError::NotHex { at: 2, .. }), "{inner}");
+        assert!(inner.source().is_some(), "the parse error is kept");
+        assert!(not_hex.to_string().contains("character 2"), "{not_hex}");
     }
 }

@@ -73,7 +73,7 @@ pub use data::{Data, DataError};
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub use disk::{Durability, SledConfig, SledStore};
 pub use error::StoreError;
-pub use id::SessionId;
+pub use id::{IdError, SessionId};
 pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

@@ -1,4 +1,4 @@
-//! The response future of [`Retry`](super::Retry).
+//! The response future of [`RetryService`](super::RetryService).
 
 use std::fmt;
 use std::future::Future;

@@ -1,9 +1,9 @@
 use tower_layer::Layer;
 
-use super::Retry;
+use super::RetryService;
 use crate::retry::Retrier;
 
-/// Wraps services in a [`Retry`] with clones of one [`Retrier`] (a budget
+/// Wraps services in a [`RetryService`] with clones of one [`Retrier`] (a budget
 /// in it is shared by all).
 #[derive(Clone, Debug)]
 pub struct RetryLayer<C> {
@@ -18,9 +18,9 @@ impl<C> RetryLayer<C> {
 }
 
 impl<S, C: Clone> Layer<S> for RetryLayer<C> {
-    type Service = Retry<S, C>;
+    type Service = RetryService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::new(inner, self.retrier.clone())
+        RetryService::new(inner, self.retrier.clone())
     }
 }

@@ -1,4 +1,4 @@
-//! The tower integration: [`RetryLayer`] wraps a service in a [`Retry`].
+//! The tower integration: [`RetryLayer`] wraps a service in a [`RetryService`].
 //!
 //! The request must be `Clone`: each retry re-issues a clone after the
 //! delay, once the inner service is ready again (readiness is honoured on
@@ -64,14 +64,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A service whose failed calls are retried by a [`Retrier`].
 #[derive(Debug)]
-pub struct Retry<S, C = AlwaysTransient> {
+pub struct RetryService<S, C = AlwaysTransient> {
     inner: S,
     /// This clone's own handle: cloned per call without touching a count
     /// that other clones write.
     retrier: Arc<Retrier<C>>,
 }
 
-impl<S: Clone, C: Clone> Clone for Retry<S, C> {
+impl<S: Clone, C: Clone> Clone for RetryService<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -80,7 +80,7 @@ impl<S: Clone, C: Clone> Clone for Retry<S, C> {
     }
 }
 
-impl<S, C> Retry<S, C> {
+impl<S, C> RetryService<S, C> {
     /// Retries `inner`'s failed calls with `retrier`.
     pub fn new(inner: S, retrier: Retrier<C>) -> Self {
         Self {
@@ -110,7 +110,7 @@ impl<S, C> Retry<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for Retry<S, C>
+impl<S, C, Req> Service<Req> for RetryService<S, C>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,

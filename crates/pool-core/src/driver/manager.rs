@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use sqlx::{ConnectOptions, Connection};
 
+use super::url::{DatabaseUrl, UrlError, UrlPart};
 use crate::cancel::Canceller;
 use crate::manager::{CheckIn, Manager};
-use crate::url::{DatabaseUrl, UrlError, UrlPart};
 
 /// Pools sqlx connections of type `C`.
 ///
