@@ -224,7 +224,7 @@ impl<M: Manager> Shared<M> {
 
     fn connect_error(&self, source: M::Error) -> PoolError<M::Error> {
         PoolError::Connect {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.slow.endpoint.clone(),
             source,
         }
     }
@@ -377,7 +377,7 @@ impl<M: Manager> Shared<M> {
 /// with nobody to report to, the connection goes to the idle queue.
 async fn connect_task<M: Manager>(slot: OwnedSlot<M>, reply: Option<oneshot::Sender<Outcome<M>>>) {
     let Some(shared) = slot.0.clone() else { return };
-    let connecting = Counted::new(&shared.connecting);
+    let connecting = Counted::new(&shared.slow.connecting);
     let started = Instant::now();
     let open = async {
         let mut raw = shared.manager.connect().await?;

@@ -118,7 +118,7 @@ impl<M: Manager> Pool<M> {
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         let size = s.open();
-        let closing = s.closing.load(Ordering::Acquire).min(size);
+        let closing = s.slow.closing.load(Ordering::Acquire).min(size);
         let idle = s.idle_len().min(size - closing);
         let in_use = size - closing - idle;
         let max_size = s.max_size.load(Ordering::Acquire);
@@ -126,7 +126,7 @@ impl<M: Manager> Pool<M> {
             size,
             idle,
             in_use,
-            connecting: s.connecting.load(Ordering::Acquire),
+            connecting: s.slow.connecting.load(Ordering::Acquire),
             closing,
             waiters: s.waiters.load(Ordering::Relaxed),
             max_size,

@@ -58,14 +58,14 @@ struct Closing<'a, M: Manager> {
 
 impl<'a, M: Manager> Closing<'a, M> {
     fn new(shared: &'a Shared<M>, id: u64, reason: CloseReason) -> Self {
-        shared.closing.fetch_add(1, Ordering::AcqRel);
+        shared.slow.closing.fetch_add(1, Ordering::AcqRel);
         Self { shared, id, reason }
     }
 }
 
 impl<M: Manager> Drop for Closing<'_, M> {
     fn drop(&mut self) {
-        self.shared.closing.fetch_sub(1, Ordering::AcqRel);
+        self.shared.slow.closing.fetch_sub(1, Ordering::AcqRel);
         self.shared.closed_one(self.id, self.reason);
     }
 }
@@ -86,18 +86,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
-    /// The manager's endpoint, named in connect errors.
-    pub(crate) endpoint: Option<Arc<str>>,
     pub(crate) config: PoolConfig,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) permits: Semaphore,
     idle: Idle<M::Connection>,
     /// Open connections: idle, checked out, owned by a task, or closing.
     open: AtomicUsize,
-    /// Connects in progress (for a checkout or to keep `min_idle`).
-    pub(crate) connecting: AtomicUsize,
-    /// Connections being closed gracefully (still counted in `open`).
-    pub(crate) closing: AtomicUsize,
     pub(crate) max_size: AtomicUsize,
     /// Permits to withhold when they come back, after `resize` shrank the
     /// pool while they were out.
@@ -118,6 +112,19 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) observers: Observers,
     validate_after_ms: Option<u64>,
     pub(crate) checkouts: Option<Mutex<HashMap<u64, Checkout>>>,
+    /// What only slow paths touch, boxed so it changes nothing in the
+    /// cache lines the hot path shares between threads.
+    pub(crate) slow: Box<SlowPath>,
+}
+
+/// Counts and names the hot path never reads.
+pub(crate) struct SlowPath {
+    /// The manager's endpoint, named in connect errors.
+    pub(crate) endpoint: Option<Arc<str>>,
+    /// Connects in progress (for a checkout or to keep `min_idle`).
+    pub(crate) connecting: AtomicUsize,
+    /// Connections being closed gracefully (still counted in `open`).
+    pub(crate) closing: AtomicUsize,
 }
 
 impl<M: Manager> Shared<M> {
@@ -128,14 +135,16 @@ impl<M: Manager> Shared<M> {
         observers: Observers,
     ) -> Self {
         Self {
-            endpoint: manager.endpoint().map(Arc::from),
+            slow: Box::new(SlowPath {
+                endpoint: manager.endpoint().map(Arc::from),
+                connecting: AtomicUsize::new(0),
+                closing: AtomicUsize::new(0),
+            }),
             manager,
             runtime,
             permits: Semaphore::new(config.capacity()),
             idle: Idle::new(config.capacity(), config.queue),
             open: AtomicUsize::new(0),
-            connecting: AtomicUsize::new(0),
-            closing: AtomicUsize::new(0),
             max_size: AtomicUsize::new(config.max_size),
             debt: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
