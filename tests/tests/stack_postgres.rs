@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, State};
-use keel_pool_core::{DatabaseUrl, PgManager, Pool, op, sqlx};
-use keel_retry::{GaveUp, Retrier, RetryLayer, RetryPolicy, SkipOpenBreaker};
+use keel_breaker::{
+    BreakerConfig, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, State,
+};
+use keel_pool_core::{DatabaseUrl, PgManager, Pool, PoolService, op, sqlx};
+use keel_retry::{GaveUp, Retrier, RetryLayer, RetryPolicy, RetryService, SkipOpenBreaker};
 use keel_tests::POSTGRES_URL;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
@@ -31,14 +33,25 @@ fn breaker_layer(breaker: &CircuitBreaker) -> CircuitBreakerLayer<keel_breaker::
     CircuitBreakerLayer::new(breaker.clone()).with_classifier(keel_breaker::SqlxClassifier)
 }
 
+/// The recommended order, as the README builds it: retry outside the
+/// breaker, so a call the open breaker rejects is not retried.
+type Recommended = RetryService<
+    CircuitBreakerService<PoolService<PgManager>, keel_breaker::SqlxClassifier>,
+    SkipOpenBreaker<keel_retry::SqlxClassifier>,
+>;
+
+fn recommended(pool: &Pool<PgManager>, breaker: &CircuitBreaker) -> Recommended {
+    ServiceBuilder::new()
+        .layer(RetryLayer::new(retrier()))
+        .layer(breaker_layer(breaker))
+        .service(pool.service())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_tasks_run_statements_through_the_whole_stack() {
     let pool = pool(POSTGRES_URL, 4).await;
     let breaker = CircuitBreaker::new(BreakerConfig::default()).unwrap();
-    let db = ServiceBuilder::new()
-        .layer(RetryLayer::new(retrier()))
-        .layer(breaker_layer(&breaker))
-        .service(pool.service());
+    let db = recommended(&pool, &breaker);
 
     let mut tasks = Vec::new();
     for i in 0..8_i32 {
@@ -65,10 +78,7 @@ async fn spawned_tasks_run_statements_through_the_whole_stack() {
 async fn the_callers_own_errors_never_open_the_breaker_in_either_layer_order() {
     let pool = pool(POSTGRES_URL, 2).await;
     let breaker = CircuitBreaker::new(BreakerConfig::default()).unwrap();
-    let retry_outside = ServiceBuilder::new()
-        .layer(RetryLayer::new(retrier()))
-        .layer(breaker_layer(&breaker))
-        .service(pool.service());
+    let retry_outside = recommended(&pool, &breaker);
     let breaker_outside = ServiceBuilder::new()
         .layer(breaker_layer(&breaker))
         .layer(RetryLayer::new(retrier()))
@@ -108,12 +118,10 @@ async fn the_callers_own_errors_never_open_the_breaker_in_either_layer_order() {
 async fn a_pool_timeout_is_retried_until_a_connection_comes_back() {
     let pool = pool(POSTGRES_URL, 1).await;
     let held = pool.get().await.unwrap();
-    let db = ServiceBuilder::new()
-        .layer(RetryLayer::new(retrier()))
-        .layer(breaker_layer(
-            &CircuitBreaker::new(BreakerConfig::default()).unwrap(),
-        ))
-        .service(pool.service());
+    let db = recommended(
+        &pool,
+        &CircuitBreaker::new(BreakerConfig::default()).unwrap(),
+    );
     let call = tokio::spawn(db.oneshot(op::fetch_one(|| sqlx::query_scalar::<_, i32>("SELECT 3"))));
     // The first attempt waits 200 ms for the slot and times out; the
     // connection comes back only then, and a retry finds it.
@@ -133,10 +141,7 @@ async fn giving_up_on_a_dead_database_says_which_and_why() {
     // Port 1 on loopback: refused at once.
     let pool = pool("postgres://app:pw-secret@127.0.0.1:1/orders", 2).await;
     let breaker = CircuitBreaker::new(BreakerConfig::default()).unwrap();
-    let db = ServiceBuilder::new()
-        .layer(RetryLayer::new(retrier()))
-        .layer(breaker_layer(&breaker))
-        .service(pool.service());
+    let db = recommended(&pool, &breaker);
     let err = db
         .oneshot(op::execute(|| sqlx::query("SELECT 1")))
         .await

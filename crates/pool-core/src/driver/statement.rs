@@ -3,7 +3,7 @@
 //! since sqlx queries are not `Clone` and retry must re-issue them.
 //!
 //! The factory and its query type are erased when the statement is made
-//! (one shared allocation): a [`Statement`] names only its database and
+//! (one shared allocation): a [`Statement`] names only its connection and
 //! output, so a call through a service inside `tokio::spawn` compiles
 //! without boxing (rustc cannot prove a future `Send` when it holds a
 //! query type bound to `'static` through a higher-ranked impl).
