@@ -48,30 +48,28 @@ mod backup;
 mod clock;
 mod config;
 mod data;
-#[cfg(feature = "sled")]
-mod disk;
 mod error;
 mod id;
 mod journal;
-#[cfg(feature = "sled")]
-mod kv;
 #[cfg(feature = "memory")]
 mod memory;
 mod observer;
 mod population;
 mod session;
+#[cfg(feature = "sled")]
+mod sled;
 mod store;
 mod sweeper;
 #[cfg(feature = "tower-sessions")]
-mod tower_store;
+mod tower_sessions;
 
+#[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
+pub use self::sled::{Durability, SledConfig, SledStore};
 pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StoreConfig};
 pub use data::{Data, DataError};
-#[cfg(feature = "sled")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
-pub use disk::{Durability, SledConfig, SledStore};
 pub use error::StoreError;
 pub use id::{IdError, SessionId};
 pub use journal::{JournalEntry, JournalRecord, JournalStatus};
@@ -83,4 +81,4 @@ pub use session::{NewSession, Session};
 pub use store::SessionStore;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
-pub use tower_store::TowerSessions;
+pub use tower_sessions::TowerSessions;

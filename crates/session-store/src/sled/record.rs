@@ -120,3 +120,16 @@ impl Stored {
         bytes
     }
 }
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Backend(format!("a stored {what} record does not decode: {e}").into())
+    })
+}

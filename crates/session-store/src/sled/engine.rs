@@ -5,7 +5,7 @@ use std::ops::Range;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::kv::{Batch, Engine, EngineError};
+use super::kv::{Batch, Engine, EngineError};
 
 /// A sled database with one tree per key space (a key's first byte): the
 /// 2 KB session records never share, split or rewrite pages with the small

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::kv::Engine;
 use crate::error::StoreError;
-use crate::kv::Engine;
 
 /// Flush epochs. A writer reads the epoch after applying its write; a
 /// flush that starts later takes an epoch at least as large, so once
