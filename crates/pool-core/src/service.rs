@@ -18,6 +18,37 @@ use crate::pooled::Pooled;
 /// While an operation runs its connection's state is unknown: if the
 /// future is dropped, the deadline passes or the backend reports the
 /// connection broken, the connection is closed rather than reused.
+///
+/// ```
+/// # use std::convert::Infallible;
+/// use keel_pool_core::{Manager, Pool, op};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// # #[derive(Debug)]
+/// # struct Numbers;
+/// # impl Manager for Numbers {
+/// #     type Connection = Vec<u64>;
+/// #     type Error = Infallible;
+/// #     async fn connect(&self) -> Result<Vec<u64>, Infallible> { Ok(Vec::new()) }
+/// #     async fn validate(&self, _: &mut Vec<u64>) -> Result<(), Infallible> { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), op::BoxError> {
+/// let pool = Pool::builder(Numbers).max_size(4).build().await?;
+/// // Any tower layer stacks on it; with sqlx managers, `op::fetch_one`,
+/// // `op::execute` and `op::transaction` are the usual operations.
+/// let svc = ServiceBuilder::new().service(pool.service());
+/// let push = op::with_connection(|conn: &mut Vec<u64>| {
+///     Box::pin(async move {
+///         conn.push(7);
+///         Ok::<_, op::BoxError>(conn.len())
+///     })
+/// });
+/// assert_eq!(svc.clone().oneshot(push.clone()).await?, 1);
+/// // The same connection comes back (LIFO) and keeps what it holds.
+/// assert_eq!(svc.oneshot(push).await?, 2);
+/// # Ok(()) }
+/// ```
 pub struct PoolService<M: Manager> {
     pool: Pool<M>,
 }

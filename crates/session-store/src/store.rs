@@ -16,6 +16,45 @@ use crate::session::{NewSession, Session};
 /// Session storage. Every backend behaves alike (one conformance suite
 /// checks them all): an expired session is absent on every read, updates
 /// are compare-and-swap on the version, and `touch` slides the expiry.
+///
+/// Code written against the trait runs on any backend:
+///
+/// ```
+/// use std::time::Duration;
+/// use keel_session_store::{
+///     Data, MemoryStore, NewSession, SessionId, SessionStore, StoreConfig, StoreError,
+/// };
+///
+/// /// Records a page view, rereading and retrying when another writer won.
+/// async fn count_view(
+///     store: &impl SessionStore,
+///     id: &SessionId,
+/// ) -> Result<u64, Box<dyn std::error::Error>> {
+///     loop {
+///         let session = store.get(id).await?.ok_or(StoreError::NotFound)?;
+///         // `data` holds JSON text; typed reads parse only what they ask for.
+///         let views = session.data.get::<u64>("views")?.unwrap_or(0) + 1;
+///         let data = Data::from_value(serde_json::json!({ "views": views }))?;
+///         match store.update(id, session.version, data).await {
+///             Ok(_) => return Ok(views),
+///             Err(StoreError::Conflict { .. }) => continue,
+///             Err(e) => return Err(e.into()),
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryStore::new(StoreConfig::default())?;
+/// let s = store
+///     .create(NewSession::new("client-7", "http").with_ttl(Duration::from_secs(1800)))
+///     .await?;
+/// assert_eq!(count_view(&store, &s.id).await?, 1);
+/// assert_eq!(count_view(&store, &s.id).await?, 2);
+/// assert_eq!(store.touch(&s.id).await?.version, s.version + 2); // touch keeps the version
+/// assert!(store.delete(&s.id).await?);
+/// # Ok(()) }
+/// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// Creates a session with a fresh random id (checked against collisions).
     ///
