@@ -2,9 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+mod attempts;
 mod backoff;
-#[cfg(feature = "breaker")]
-mod breaker;
 mod budget;
 mod classify;
 mod config;
@@ -15,24 +14,23 @@ mod schedule;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
-#[cfg(feature = "sqlx")]
-mod sqlx;
 
+pub use attempts::Idempotency;
 #[cfg(feature = "backoff")]
 pub use backoff::BackoffCompat;
 pub use backoff::{Backoff, ExponentialBackoff};
+pub use budget::{BudgetConfig, RetryBudget};
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-pub use breaker::SkipOpenBreaker;
-pub use budget::{BudgetConfig, RetryBudget};
+pub use classify::SkipOpenBreaker;
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use classify::SqlxClassifier;
 pub use classify::{AlwaysTransient, Classify, Delivery, ErrorClass, Verdict, classify_io};
 pub use config::{ConfigError, RetryPolicy};
 pub use error::{Failure, GaveUp, GaveUpError, RetryError};
 pub use observer::{Event, Observer};
-pub use retry::{Idempotency, Retrier, retry};
+pub use retry::{Retrier, retry};
 pub use schedule::{Jitter, Schedule};
 #[cfg(feature = "tower")]
 pub use service::{RetryLayer, RetryService};
-#[cfg(feature = "sqlx")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use sqlx::SqlxClassifier;

@@ -1,33 +1,20 @@
-//! The retry loop, for plain async code.
+//! The retry loop, for plain async code: the async shell around the
+//! decision core in `attempts`, which it hands the time.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use tokio::time::Instant;
-
+use crate::attempts::{Attempts, Idempotency, Next, Parts};
 use crate::backoff::Backoff;
 use crate::budget::RetryBudget;
-use crate::classify::{AlwaysTransient, Classify, Delivery, Verdict};
+use crate::classify::{AlwaysTransient, Classify, Verdict};
 use crate::config::{ConfigError, RetryPolicy};
-use crate::error::{Failure, GaveUp, RetryError};
-use crate::observer::{Event, Observer, SharedObserver};
+use crate::error::{Failure, RetryError};
+use crate::observer::{Observer, SharedObserver};
 
-/// Whether running an operation twice is harmless.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Idempotency {
-    /// Running it twice is harmless (reads, upserts, whole transactions
-    /// that the server rolled back): every transient error is retried.
-    #[default]
-    Idempotent,
-    /// Running it twice could apply it twice (a plain INSERT): only errors
-    /// that prove the attempt had no effect are retried.
-    NonIdempotent,
-}
-
-type MakeBackoff = Arc<dyn Fn() -> Box<dyn Backoff> + Send + Sync>;
+pub(crate) type MakeBackoff = Arc<dyn Fn() -> Box<dyn Backoff> + Send + Sync>;
 
 /// Retries operations by a policy. Build one, keep it, clone it freely.
 ///
@@ -171,7 +158,7 @@ impl<C> Retrier<C> {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
-        let mut state = Attempts::start(&self.policy);
+        let mut state = Attempts::start(&self.policy, now);
         loop {
             let result = match self.policy.attempt_timeout {
                 None => operation().await.map_err(Failure::Inner),
@@ -188,7 +175,7 @@ impl<C> Retrier<C> {
                 Failure::Inner(e) => self.classifier.classify(e),
                 Failure::TimedOut(_) => Verdict::transient(crate::ErrorClass::Other),
             };
-            match state.next(self.parts(), verdict) {
+            match state.next(self.parts(), verdict, now) {
                 Next::Retry(delay) => tokio::time::sleep(delay).await,
                 Next::GiveUp(reason) => {
                     return Err(RetryError::new(failure, state.attempt, reason));
@@ -249,124 +236,8 @@ where
     retrier.run(operation).await
 }
 
-/// What the decision needs of a retrier, borrowed.
-#[derive(Clone, Copy)]
-pub(crate) struct Parts<'a> {
-    policy: &'a RetryPolicy,
-    idempotency: Idempotency,
-    budget: Option<&'a RetryBudget>,
-    observer: Option<&'a SharedObserver>,
-    backoff: Option<&'a MakeBackoff>,
-}
-
-impl Parts<'_> {
-    fn emit(&self, event: Event) {
-        if let Some(observer) = self.observer {
-            observer.0.on_event(&event);
-        }
-    }
-}
-
-pub(crate) enum Next {
-    Retry(Duration),
-    GiveUp(GaveUp),
-}
-
-/// One operation's progress through its attempts. Starting one costs
-/// nothing (no clock read unless a total timeout is set, no allocation);
-/// what only retries need is allocated on the first failure.
-#[derive(Default)]
-pub(crate) struct Attempts {
-    pub(crate) attempt: u32,
-    started: Option<Instant>,
-    retrying: Option<Box<Retrying>>,
-}
-
-/// The state of an operation that has failed at least once.
-#[derive(Default)]
-struct Retrying {
-    previous: Option<Duration>,
-    rng: Option<fastrand::Rng>,
-    custom: Option<Box<dyn Backoff>>,
-}
-
-impl Attempts {
-    #[inline]
-    pub(crate) fn start(policy: &RetryPolicy) -> Self {
-        Self {
-            attempt: 1,
-            started: policy.total_timeout.map(|_| Instant::now()),
-            retrying: None,
-        }
-    }
-
-    /// After attempt `self.attempt` failed with `verdict`: wait and retry, or give up.
-    pub(crate) fn next(&mut self, parts: Parts<'_>, verdict: Verdict) -> Next {
-        let attempt = self.attempt;
-        let class = match verdict {
-            Verdict::Transient { class, .. } | Verdict::RetryAfter { class, .. } => Some(class),
-            Verdict::Permanent | Verdict::OutcomeUnknown => None,
-        };
-        parts.emit(Event::AttemptFailed { attempt, class });
-        let (class, delivery, hint) = match verdict {
-            Verdict::Transient { class, delivery } => (class, delivery, None),
-            Verdict::RetryAfter {
-                after,
-                class,
-                delivery,
-            } => (class, delivery, Some(after)),
-            Verdict::Permanent => return self.give_up(parts, GaveUp::Permanent),
-            Verdict::OutcomeUnknown => return self.give_up(parts, GaveUp::OutcomeUnknown),
-        };
-        if parts.idempotency == Idempotency::NonIdempotent && delivery != Delivery::NoEffect {
-            return self.give_up(parts, GaveUp::NotIdempotent);
-        }
-        let schedule = parts.policy.schedule(class);
-        if attempt >= schedule.max_attempts {
-            return self.give_up(parts, GaveUp::Exhausted);
-        }
-        let retrying = self.retrying.get_or_insert_with(Box::default);
-        let delay = match (hint, parts.backoff) {
-            (Some(after), _) => Some(after),
-            (None, Some(make)) => retrying
-                .custom
-                .get_or_insert_with(|| make())
-                .next_delay(class),
-            (None, None) => {
-                let seed = parts.policy.seed;
-                let rng = retrying.rng.get_or_insert_with(|| match seed {
-                    Some(seed) => fastrand::Rng::with_seed(seed),
-                    None => fastrand::Rng::new(),
-                });
-                let previous = retrying.previous.unwrap_or(schedule.base);
-                Some(schedule.delay(attempt, previous, rng))
-            }
-        };
-        let Some(delay) = delay else {
-            return self.give_up(parts, GaveUp::Exhausted);
-        };
-        if let (Some(total), Some(started)) = (parts.policy.total_timeout, self.started)
-            && started.elapsed().saturating_add(delay) > total
-        {
-            return self.give_up(parts, GaveUp::Deadline);
-        }
-        if let Some(budget) = parts.budget
-            && !budget.withdraw()
-        {
-            parts.emit(Event::BudgetExhausted { attempt });
-            return self.give_up(parts, GaveUp::Budget);
-        }
-        parts.emit(Event::RetryScheduled { attempt, delay });
-        retrying.previous = Some(delay);
-        self.attempt += 1;
-        Next::Retry(delay)
-    }
-
-    fn give_up(&self, parts: Parts<'_>, reason: GaveUp) -> Next {
-        parts.emit(Event::GaveUp {
-            attempts: self.attempt,
-            reason,
-        });
-        Next::GiveUp(reason)
-    }
+/// Now on tokio's clock (pausable in tests), for the decision core.
+#[inline]
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

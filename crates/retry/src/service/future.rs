@@ -11,9 +11,10 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::{BoxError, GaveUpError};
+use crate::attempts::{Attempts, Next};
 use crate::classify::Classify;
 use crate::error::GaveUp;
-use crate::retry::{Attempts, Next, Retrier};
+use crate::retry::{Retrier, now};
 
 pin_project! {
     /// Resolves to the first successful response, or to the error that
@@ -88,7 +89,7 @@ where
                         Err(error) => error,
                     };
                     let verdict = this.retrier.classifier().classify(&error);
-                    match this.attempts.next(this.retrier.parts(), verdict) {
+                    match this.attempts.next(this.retrier.parts(), verdict, now) {
                         Next::Retry(delay) => this.state.set(State::Sleeping {
                             sleep: Box::pin(tokio::time::sleep(delay)),
                         }),

@@ -48,8 +48,9 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use crate::attempts::Attempts;
 use crate::classify::{AlwaysTransient, Classify};
-use crate::retry::{Attempts, Retrier};
+use crate::retry::{Retrier, now};
 
 pub mod future;
 mod layer;
@@ -134,7 +135,7 @@ where
         let future = self.inner.call(request.clone());
         // The clone, not yet ready, serves the retries.
         let service = self.inner.clone();
-        let attempts = Attempts::start(self.retrier.policy());
+        let attempts = Attempts::start(self.retrier.policy(), now);
         ResponseFuture::new(
             future,
             service,

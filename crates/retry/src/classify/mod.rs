@@ -1,4 +1,19 @@
-//! Which errors are worth another attempt, and which schedule governs them.
+//! Which errors are worth another attempt, and which schedule governs them:
+//! the verdicts and the `Classify` role here; the shipped classifiers for
+//! I/O errors, sqlx (feature `sqlx`) and keel-breaker (feature `breaker`)
+//! beside it.
+
+#[cfg(feature = "breaker")]
+mod breaker;
+mod io;
+#[cfg(feature = "sqlx")]
+mod sqlx;
+
+#[cfg(feature = "breaker")]
+pub use breaker::SkipOpenBreaker;
+pub use io::classify_io;
+#[cfg(feature = "sqlx")]
+pub use sqlx::SqlxClassifier;
 
 use std::time::Duration;
 
@@ -115,24 +130,5 @@ impl<E> Classify<E> for AlwaysTransient {
     #[inline]
     fn classify(&self, _error: &E) -> Verdict {
         Verdict::transient(ErrorClass::Other)
-    }
-}
-
-/// Classifies an I/O error: refused connections had no effect; reset,
-/// aborted, broken, timed-out or truncated ones may have; the rest are
-/// permanent.
-pub fn classify_io(error: &std::io::Error) -> Verdict {
-    use std::io::ErrorKind as K;
-    match error.kind() {
-        K::ConnectionRefused | K::NotConnected | K::AddrNotAvailable => {
-            Verdict::no_effect(ErrorClass::Connection)
-        }
-        K::ConnectionReset
-        | K::ConnectionAborted
-        | K::BrokenPipe
-        | K::TimedOut
-        | K::UnexpectedEof
-        | K::Interrupted => Verdict::transient(ErrorClass::Connection),
-        _ => Verdict::Permanent,
     }
 }
