@@ -214,7 +214,10 @@ impl<M: Manager> Shared<M> {
                 let took = started.elapsed();
                 self.clock.refresh();
                 self.counters.waited(took);
-                self.observers.emit(&Event::Waited { took });
+                self.observers.emit(&Event::Waited {
+                    name: &self.slow.name,
+                    took,
+                });
                 Ok(Slot::new(self))
             }
             Ok(Err(_closed)) => Err(PoolError::Closed),
@@ -231,7 +234,10 @@ impl<M: Manager> Shared<M> {
 
     fn timed_out(&self, phase: Phase, waited: Duration) -> PoolError<M::Error> {
         self.counters.timed_out(phase);
-        self.observers.emit(&Event::TimedOut { phase });
+        self.observers.emit(&Event::TimedOut {
+            name: &self.slow.name,
+            phase,
+        });
         PoolError::Timeout { phase, waited }
     }
 
@@ -392,9 +398,10 @@ async fn connect_task<M: Manager>(slot: OwnedSlot<M>, reply: Option<oneshot::Sen
             Outcome::Connected(Pooled::new(slot.hand_on(), conn))
         }
         Ok(Err(error)) => {
-            shared
-                .observers
-                .emit(&Event::ConnectFailed { error: &error });
+            shared.observers.emit(&Event::ConnectFailed {
+                name: &shared.slow.name,
+                error: &error,
+            });
             if shared.manager.is_exhausted(&error) {
                 Outcome::Exhausted(error, slot)
             } else {

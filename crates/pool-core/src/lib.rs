@@ -44,7 +44,7 @@ pub use cancel::Canceller;
 pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
 pub use manager::{CheckIn, Manager};
-pub use observer::{CloseReason, Event, Observer};
+pub use observer::{CloseReason, Event, NoopObserver, Observer};
 pub use pool::{CloseError, Pool, PoolBuilder, ResizeError};
 pub use pooled::Pooled;
 #[cfg(feature = "tower")]

@@ -82,6 +82,7 @@ impl<M: Manager> Shared<M> {
         }
         for (id, held, acquired_at) in suspects {
             self.observers.emit(&Event::LeakSuspected {
+                name: &self.slow.name,
                 id,
                 held: Duration::from_millis(held),
                 acquired_at,

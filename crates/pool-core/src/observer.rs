@@ -60,6 +60,8 @@ impl CloseReason {
 pub enum Event<'a> {
     /// A connection was opened.
     Connected {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// The connection's id within its pool.
         id: u64,
         /// How long connecting took.
@@ -67,11 +69,15 @@ pub enum Event<'a> {
     },
     /// Opening a connection failed.
     ConnectFailed {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// The backend's error.
         error: &'a (dyn Error + Send + Sync + 'static),
     },
     /// A connection was closed.
     Closed {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// The connection's id within its pool.
         id: u64,
         /// Why.
@@ -79,17 +85,23 @@ pub enum Event<'a> {
     },
     /// A checkout had to queue for a slot, and got one after `took`.
     Waited {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// How long it waited.
         took: Duration,
     },
     /// A phase timed out.
     TimedOut {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// Which one.
         phase: Phase,
     },
     /// The server was asked to cancel the command an abandoned operation
     /// left running (see [`Pooled::abandon`](crate::Pooled::abandon)).
     Cancelled {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// The connection's id within its pool.
         id: u64,
         /// Why the cancel could not be delivered, if it could not.
@@ -97,6 +109,8 @@ pub enum Event<'a> {
     },
     /// A checkout has been held longer than `leak_threshold`.
     LeakSuspected {
+        /// The pool's name (empty unless given one).
+        name: &'a str,
         /// The connection's id within its pool.
         id: u64,
         /// How long it has been held so far.
@@ -107,9 +121,19 @@ pub enum Event<'a> {
 }
 
 /// Receives a pool's events. Called inline: keep it short and never block.
+/// Closures `Fn(&Event)` implement it; [`NoopObserver`] ignores everything.
 pub trait Observer: Send + Sync + 'static {
     /// One event.
     fn on_event(&self, event: &Event<'_>);
+}
+
+/// An observer that ignores every event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    #[inline]
+    fn on_event(&self, _event: &Event<'_>) {}
 }
 
 impl<F> Observer for F

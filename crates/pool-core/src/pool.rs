@@ -36,6 +36,7 @@ impl<M: Manager> Clone for Pool<M> {
 impl<M: Manager + fmt::Debug> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
+            .field("name", &self.name())
             .field("manager", &self.shared.manager)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -69,6 +70,7 @@ impl<M: Manager> Pool<M> {
         PoolBuilder {
             manager,
             config: PoolConfig::default(),
+            name: String::new(),
             observer: None,
         }
     }
@@ -142,6 +144,11 @@ impl<M: Manager> Pool<M> {
     /// [`stats`](Self::stats) shows the current one).
     pub fn config(&self) -> &PoolConfig {
         &self.shared.config
+    }
+
+    /// The pool's name (empty unless given one).
+    pub fn name(&self) -> &str {
+        &self.shared.slow.name
     }
 
     /// The manager.
@@ -247,6 +254,7 @@ impl<M: Manager> Pool<M> {
 pub struct PoolBuilder<M: Manager> {
     manager: M,
     config: PoolConfig,
+    name: String,
     observer: Option<Box<dyn Observer>>,
 }
 
@@ -304,6 +312,13 @@ impl<M: Manager> PoolBuilder<M> {
         command_timeout: Option<Duration>;
     }
 
+    /// Names the pool: its events carry the name, so that metrics and
+    /// logs can tell pools apart.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Sends the pool's events to `observer`.
     pub fn observer(mut self, observer: impl Observer) -> Self {
         self.observer = Some(Box::new(observer));
@@ -322,6 +337,7 @@ impl<M: Manager> PoolBuilder<M> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let warm = self.config.warm;
         let shared = Arc::new(Shared::new(
+            self.name.into_boxed_str(),
             self.manager,
             self.config,
             runtime,
@@ -338,6 +354,7 @@ impl<M: Manager> PoolBuilder<M> {
 impl<M: Manager + fmt::Debug> fmt::Debug for PoolBuilder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
+            .field("name", &self.name)
             .field("manager", &self.manager)
             .field("config", &self.config)
             .finish_non_exhaustive()

@@ -98,6 +98,7 @@ impl<M: Manager> Pooled<M> {
                 Err(_) => Some(format!("no answer within {limit:?}").into()),
             };
             self.shared.observers.emit(&Event::Cancelled {
+                name: &self.shared.slow.name,
                 id: self.id(),
                 error: error.as_deref(),
             });

@@ -119,6 +119,8 @@ pub(crate) struct Shared<M: Manager> {
 
 /// Counts and names the hot path never reads.
 pub(crate) struct SlowPath {
+    /// The pool's name, in its events (empty unless given one).
+    pub(crate) name: Box<str>,
     /// The manager's endpoint, named in connect errors.
     pub(crate) endpoint: Option<Arc<str>>,
     /// Connects in progress (for a checkout or to keep `min_idle`).
@@ -129,6 +131,7 @@ pub(crate) struct SlowPath {
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(
+        name: Box<str>,
         manager: M,
         config: PoolConfig,
         runtime: tokio::runtime::Handle,
@@ -136,6 +139,7 @@ impl<M: Manager> Shared<M> {
     ) -> Self {
         Self {
             slow: Box::new(SlowPath {
+                name,
                 endpoint: manager.endpoint().map(Arc::from),
                 connecting: AtomicUsize::new(0),
                 closing: AtomicUsize::new(0),
@@ -235,7 +239,11 @@ impl<M: Manager> Shared<M> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::AcqRel);
         self.counters.created.fetch_add(1, Ordering::Relaxed);
-        self.observers.emit(&Event::Connected { id, took });
+        self.observers.emit(&Event::Connected {
+            name: &self.slow.name,
+            id,
+            took,
+        });
         Box::new(ConnState {
             raw,
             id,
@@ -284,6 +292,7 @@ impl<M: Manager> Shared<M> {
         {
             self.counters.timed_out(crate::error::Phase::Close);
             self.observers.emit(&Event::TimedOut {
+                name: &self.slow.name,
                 phase: crate::error::Phase::Close,
             });
         }
@@ -291,7 +300,11 @@ impl<M: Manager> Shared<M> {
 
     fn closed_one(&self, id: u64, reason: CloseReason) {
         self.counters.closed(reason);
-        self.observers.emit(&Event::Closed { id, reason });
+        self.observers.emit(&Event::Closed {
+            name: &self.slow.name,
+            id,
+            reason,
+        });
         if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.emptied.notify_waiters();
         }

@@ -297,26 +297,31 @@ async fn a_held_checkout_is_reported_as_a_suspected_leak_with_its_location() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn events_report_connects_and_closes() {
+async fn events_report_connects_and_closes_with_the_pool_name() {
     let fake = Fake::new();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let pool = Pool::builder(fake.clone())
+        .name("orders")
         .observer(move |e: &Event<'_>| {
-            let name = match e {
-                Event::Connected { .. } => "connected".to_string(),
-                Event::Closed { reason, .. } => format!("closed:{}", reason.as_str()),
+            let seen = match e {
+                Event::Connected { name, .. } => format!("{name} connected"),
+                Event::Closed { name, reason, .. } => format!("{name} closed:{}", reason.as_str()),
                 _ => return,
             };
-            sink.lock().unwrap().push(name);
+            sink.lock().unwrap().push(seen);
         })
         .build()
         .await
         .unwrap();
+    assert_eq!(pool.name(), "orders");
     let c = pool.get().await.unwrap();
     c.alive.store(false, Ordering::SeqCst);
     drop(c);
-    assert_eq!(*events.lock().unwrap(), ["connected", "closed:broken"]);
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["orders connected", "orders closed:broken"]
+    );
     assert_eq!(CloseReason::ALL.len(), 6);
 }
 

@@ -174,7 +174,7 @@ async fn the_command_timeout_cancels_the_statement_on_the_server_and_closes_the_
     let pool = Pool::builder(PgManager::from_url(&url).unwrap())
         .max_size(1)
         .observer(move |e: &Event<'_>| {
-            if let Event::Cancelled { id, error } = e {
+            if let Event::Cancelled { id, error, .. } = e {
                 seen.lock()
                     .unwrap()
                     .push((*id, error.map(ToString::to_string)));

@@ -29,7 +29,7 @@ pub use classify::SqlxClassifier;
 pub use classify::{AlwaysTransient, Classify, Delivery, ErrorClass, Verdict, classify_io};
 pub use config::{ConfigError, RetryPolicy};
 pub use error::{Failure, GaveUp, GaveUpError, RetryError};
-pub use observer::{Event, Observer};
+pub use observer::{Event, NoopObserver, Observer};
 pub use retry::{Retrier, retry};
 pub use schedule::{Jitter, Schedule};
 #[cfg(feature = "tower")]

@@ -40,10 +40,21 @@ pub enum Event {
 }
 
 /// Receives a retrier's [`Event`]s, synchronously; keep it quick.
-/// Closures `Fn(&Event)` implement it.
+/// Closures `Fn(&Event)` implement it; [`NoopObserver`] ignores everything.
+/// Events carry no name: a retrier serves any number of calls, and an
+/// observer that labels them is given to the retrier it labels.
 pub trait Observer: Send + Sync + 'static {
     /// Called once per event.
     fn on_event(&self, event: &Event);
+}
+
+/// An observer that ignores every event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    #[inline]
+    fn on_event(&self, _event: &Event) {}
 }
 
 impl<F> Observer for F

@@ -45,6 +45,7 @@
 )]
 
 mod backup;
+mod builder;
 mod clock;
 mod config;
 mod data;
@@ -67,6 +68,7 @@ mod tower_sessions;
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub use self::sled::{Durability, SledConfig, SledStore};
 pub use backup::{BackupError, BackupKey, BackupOptions, BackupSummary, SessionDump};
+pub use builder::StoreBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StoreConfig};
 pub use data::{Data, DataError};
@@ -76,7 +78,7 @@ pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
-pub use observer::{Event, Observer};
+pub use observer::{Event, NoopObserver, Observer};
 pub use session::{NewSession, Session};
 pub use store::SessionStore;
 #[cfg(feature = "tower-sessions")]

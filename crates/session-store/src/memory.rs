@@ -7,13 +7,14 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::backup::{self, SessionDump};
-use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, StoreConfig};
+use crate::builder::StoreBuilder;
+use crate::clock::Clock;
+use crate::config::StoreConfig;
 use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
-use crate::observer::{Event, Events, Observer};
+use crate::observer::{Event, Events};
 use crate::population::Population;
 use crate::session::{NewSession, Session};
 use crate::store::SessionStore;
@@ -213,36 +214,31 @@ impl MemoryStore {
     /// A store with this config and the system clock.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the bad field.
-    pub fn new(config: StoreConfig) -> Result<Self, ConfigError> {
-        Self::with_clock(config, SystemClock)
+    /// [`StoreError::Config`] naming the bad field.
+    pub fn new(config: StoreConfig) -> Result<Self, StoreError> {
+        Self::builder(config).build()
     }
 
-    /// A store with this config and clock (a manual clock for tests).
+    /// A builder for a store with a clock, an observer or a name.
+    pub fn builder(config: StoreConfig) -> StoreBuilder<()> {
+        StoreBuilder::new((), config)
+    }
+
+    /// The store's name (empty unless given one).
+    pub fn name(&self) -> &str {
+        self.inner.events.name()
+    }
+}
+
+impl StoreBuilder<()> {
+    /// Builds the memory store, starting its background sweep when called
+    /// inside a tokio runtime.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the bad field.
-    pub fn with_clock(config: StoreConfig, clock: impl Clock) -> Result<Self, ConfigError> {
-        Self::build(config, Arc::new(clock), Events::default())
-    }
-
-    /// A store with this config and clock that reports to `observer`.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the bad field.
-    pub fn with_observer(
-        config: StoreConfig,
-        clock: impl Clock,
-        observer: impl Observer,
-    ) -> Result<Self, ConfigError> {
-        Self::build(config, Arc::new(clock), Events::new(observer))
-    }
-
-    fn build(
-        config: StoreConfig,
-        clock: Arc<dyn Clock>,
-        events: Events,
-    ) -> Result<Self, ConfigError> {
+    /// [`StoreError::Config`] naming the bad field.
+    pub fn build(self) -> Result<MemoryStore, StoreError> {
+        let events = self.events();
+        let StoreBuilder { config, clock, .. } = self;
         config.validate()?;
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -259,9 +255,11 @@ impl MemoryStore {
                 sweep(inner, inner.clock.now_millis());
             },
         );
-        Ok(Self { inner })
+        Ok(MemoryStore { inner })
     }
+}
 
+impl MemoryStore {
     fn shard(&self, id: &SessionId) -> &RwLock<Shard> {
         &self.inner.shards[shard_of(id)]
     }
@@ -308,7 +306,9 @@ impl MemoryStore {
     fn expire(&self, shard: &mut Shard, id: &SessionId) -> StoreError {
         shard.remove(id);
         self.inner.count.remove(1);
-        self.inner.events.emit(Event::Expired { count: 1 });
+        self.inner
+            .events
+            .emit(|name| Event::Expired { name, count: 1 });
         StoreError::NotFound
     }
 
@@ -339,7 +339,10 @@ fn sweep(inner: &Inner, now: u64) -> usize {
     }
     inner.count.remove(removed);
     if removed > 0 {
-        inner.events.emit(Event::Expired { count: removed });
+        inner.events.emit(|name| Event::Expired {
+            name,
+            count: removed,
+        });
     }
     removed
 }
@@ -370,7 +373,7 @@ impl SessionStore for MemoryStore {
                 let session = Arc::new(session);
                 shard.put(Arc::clone(&session));
                 drop(shard);
-                self.inner.events.emit(Event::Created);
+                self.inner.events.emit(|name| Event::Created { name });
                 return Ok(session);
             }
         }
@@ -419,7 +422,7 @@ impl SessionStore for MemoryStore {
         };
         let replaced = replaced.inspect_err(|e| {
             if matches!(e, StoreError::Conflict { .. }) {
-                self.inner.events.emit(Event::Conflict);
+                self.inner.events.emit(|name| Event::Conflict { name });
             }
         })?;
         let session = Arc::clone(&slot.session);
@@ -447,7 +450,7 @@ impl SessionStore for MemoryStore {
         let removed = self.write(id).remove(id).is_some();
         if removed {
             self.inner.count.remove(1);
-            self.inner.events.emit(Event::Deleted);
+            self.inner.events.emit(|name| Event::Deleted { name });
         }
         Ok(removed)
     }

@@ -12,7 +12,7 @@ struct Memory;
 impl conformance::Factory for Memory {
     type Store = MemoryStore;
     fn make(&self, config: StoreConfig, clock: ManualClock) -> MemoryStore {
-        MemoryStore::with_clock(config, clock).unwrap()
+        MemoryStore::builder(config).clock(clock).build().unwrap()
     }
     fn make_observed(
         &self,
@@ -20,7 +20,12 @@ impl conformance::Factory for Memory {
         clock: ManualClock,
         observer: impl Observer,
     ) -> MemoryStore {
-        MemoryStore::with_observer(config, clock, observer).unwrap()
+        MemoryStore::builder(config)
+            .clock(clock)
+            .observer(observer)
+            .name("conformance")
+            .build()
+            .unwrap()
     }
 }
 
@@ -32,7 +37,10 @@ async fn memory_store_conforms() {
 #[tokio::test(start_paused = true)]
 async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() {
     let clock = ManualClock::at(0);
-    let store = MemoryStore::with_clock(conformance::sweep_config(), clock.clone()).unwrap();
+    let store = MemoryStore::builder(conformance::sweep_config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     conformance::the_background_sweep_frees_expired_sessions(&store, &clock).await;
     // Dropping the last handle ends the task (the runtime has none left).
     drop(store);
@@ -44,7 +52,11 @@ async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() 
 #[test]
 fn bad_config_names_the_field() {
     let err = MemoryStore::new(StoreConfig::default().with_max_sessions(Some(0))).unwrap_err();
-    assert_eq!(err.field(), "max_sessions");
+    let keel_session_store::StoreError::Config(config) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(config.field(), "max_sessions");
+    assert!(err.to_string().contains("max_sessions"), "{err}");
 }
 
 #[tokio::test]

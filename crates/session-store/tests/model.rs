@@ -205,7 +205,7 @@ proptest! {
     #[test]
     fn memory_store_matches_a_plain_map(ops in prop::collection::vec(op(), 1..120)) {
         let clock = ManualClock::at(0);
-        let store = MemoryStore::with_clock(StoreConfig::default(), clock.clone()).unwrap();
+        let store = MemoryStore::builder(StoreConfig::default()).clock(clock.clone()).build().unwrap();
         block_on(check(store, clock, ops))?;
     }
 }
@@ -222,7 +222,7 @@ proptest! {
         let clock = ManualClock::at(0);
         let relaxed = Durability::Relaxed { flush_every: Duration::from_secs(1) };
         let sled = SledConfig::new(dir.path()).with_durability(relaxed);
-        let store = SledStore::with_clock(sled, StoreConfig::default(), clock.clone()).unwrap();
+        let store = SledStore::builder(sled, StoreConfig::default()).clock(clock.clone()).build().unwrap();
         block_on(check(store, clock, ops))?;
     }
 }

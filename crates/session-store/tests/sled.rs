@@ -49,7 +49,10 @@ impl Sled {
 impl conformance::Factory for Sled {
     type Store = SledStore;
     fn make(&self, config: StoreConfig, clock: ManualClock) -> SledStore {
-        SledStore::with_clock(self.next_dir(), config, clock).unwrap()
+        SledStore::builder(self.next_dir(), config)
+            .clock(clock)
+            .build()
+            .unwrap()
     }
     fn make_observed(
         &self,
@@ -57,7 +60,12 @@ impl conformance::Factory for Sled {
         clock: ManualClock,
         observer: impl Observer,
     ) -> SledStore {
-        SledStore::with_observer(self.next_dir(), config, clock, observer).unwrap()
+        SledStore::builder(self.next_dir(), config)
+            .clock(clock)
+            .observer(observer)
+            .name("conformance")
+            .build()
+            .unwrap()
     }
 }
 
@@ -76,7 +84,10 @@ async fn sled_store_conforms_when_relaxed() {
 }
 
 fn open(path: &Path, clock: &ManualClock) -> SledStore {
-    SledStore::with_clock(SledConfig::new(path), StoreConfig::default(), clock.clone()).unwrap()
+    SledStore::builder(SledConfig::new(path), StoreConfig::default())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -150,7 +161,10 @@ async fn compaction_copies_the_live_sessions_into_a_new_directory() {
         flush_every: Duration::from_secs(3600),
     };
     let config = SledConfig::new(dir.path().join("old")).with_durability(hourly);
-    let store = SledStore::with_clock(config, StoreConfig::default(), clock.clone()).unwrap();
+    let store = SledStore::builder(config, StoreConfig::default())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let mut live = Vec::new();
     for i in 0..200 {
         let s = store
@@ -202,6 +216,12 @@ fn a_bad_path_or_setting_is_named() {
     .unwrap_err();
     assert!(matches!(err, StoreError::Config(_)), "{err}");
     assert!(err.to_string().contains("flush_every"), "{err}");
+    // The same mistake in the shared config reads the same from either backend.
+    let zero_sessions = StoreConfig::default().with_max_sessions(Some(0));
+    let sled = SledStore::open(SledConfig::new(dir.path()), zero_sessions.clone()).unwrap_err();
+    let memory = keel_session_store::MemoryStore::new(zero_sessions).unwrap_err();
+    assert_eq!(sled.to_string(), memory.to_string());
+    assert!(matches!(sled, StoreError::Config(_)), "{sled}");
 }
 
 /// Where the crash child writes; set only in the child process.
@@ -341,7 +361,10 @@ async fn acknowledged_durable_writes_survive_kill_9() {
             // all if and only if the crash left none unindexed.
             let later = ManualClock::at(u64::MAX / 2);
             let config = SledConfig::new(dir.path());
-            let store = SledStore::with_clock(config, StoreConfig::default(), later).unwrap();
+            let store = SledStore::builder(config, StoreConfig::default())
+                .clock(later)
+                .build()
+                .unwrap();
             let before = store.len().await.unwrap();
             assert_eq!(
                 store.cleanup_expired().await.unwrap(),
@@ -394,7 +417,10 @@ async fn the_background_sweep_removes_expired_sessions_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(0);
     let sled = SledConfig::new(dir.path());
-    let store = SledStore::with_clock(sled, conformance::sweep_config(), clock.clone()).unwrap();
+    let store = SledStore::builder(sled, conformance::sweep_config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     conformance::the_background_sweep_frees_expired_sessions(&store, &clock).await;
     drop(store);
     // Nothing keeps the store open (`open` waits out a closing store's lock).

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
+
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,5 +66,35 @@ impl SledConfig {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::new("path", "must name a directory"));
+        }
+        if let Durability::Relaxed { flush_every } = self.durability
+            && flush_every < Duration::from_millis(1)
+        {
+            return Err(ConfigError::new(
+                "durability.relaxed.flush_every",
+                "must be at least 1ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How often sled flushes on its own, in ms: never in durable mode
+    /// (every write flushes through group commit).
+    pub(super) fn flush_every_ms(&self) -> Option<u64> {
+        match self.durability {
+            Durability::Durable => None,
+            Durability::Relaxed { flush_every } => {
+                Some(u64::try_from(flush_every.as_millis()).unwrap_or(u64::MAX))
+            }
+        }
     }
 }

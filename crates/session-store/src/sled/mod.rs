@@ -37,12 +37,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, StoreConfig};
+use crate::builder::StoreBuilder;
+use crate::clock::Clock;
+use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::journal::Journal;
-use crate::observer::{Event, Events, Observer};
+use crate::observer::{Event, Events};
 use crate::population::Population;
 use crate::session::Session;
 use crate::store::SessionStore;
@@ -123,98 +124,17 @@ impl SledStore {
     /// [`StoreError::Config`] naming a bad field; [`StoreError::Backend`]
     /// if the database cannot be opened (naming the path).
     pub fn open(sled: SledConfig, config: StoreConfig) -> Result<Self, StoreError> {
-        Self::with_clock(sled, config, SystemClock)
+        Self::builder(sled, config).build()
     }
 
-    /// Opens the store with this clock (a manual clock for tests).
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn with_clock(
-        sled: SledConfig,
-        config: StoreConfig,
-        clock: impl Clock,
-    ) -> Result<Self, StoreError> {
-        Self::build(sled, config, Arc::new(clock), Events::default())
+    /// A builder for a store with a clock, an observer or a name.
+    pub fn builder(sled: SledConfig, config: StoreConfig) -> StoreBuilder<SledConfig> {
+        StoreBuilder::new(sled, config)
     }
 
-    /// Opens the store with this clock, reporting to `observer`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn with_observer(
-        sled: SledConfig,
-        config: StoreConfig,
-        clock: impl Clock,
-        observer: impl Observer,
-    ) -> Result<Self, StoreError> {
-        Self::build(sled, config, Arc::new(clock), Events::new(observer))
-    }
-
-    fn build(
-        sled: SledConfig,
-        config: StoreConfig,
-        clock: Arc<dyn Clock>,
-        events: Events,
-    ) -> Result<Self, StoreError> {
-        config.validate()?;
-        let flush_every = match sled.durability {
-            Durability::Durable => None,
-            Durability::Relaxed { flush_every } => {
-                let ms = u64::try_from(flush_every.as_millis()).unwrap_or(u64::MAX);
-                if ms == 0 {
-                    return Err(ConfigError::new(
-                        "durability.relaxed.flush_every",
-                        "must be at least 1ms",
-                    )
-                    .into());
-                }
-                Some(ms)
-            }
-        };
-        let spaces = [
-            (SESSION, "sessions"),
-            (EXPIRY, "expiry"),
-            (JOURNAL, "journals"),
-            (CLIENT, "clients"),
-        ];
-        let engine = open_db(&sled, flush_every)
-            .and_then(|db| SledEngine::new(db, &spaces))
-            .map_err(|e| {
-                StoreError::Backend(
-                    format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
-                )
-            })?;
-        let engine: Arc<dyn Engine> = Arc::new(engine);
-        let mut sessions = 0;
-        engine
-            .scan(&[SESSION][..]..&[SESSION + 1][..], &mut |_, _| {
-                sessions += 1;
-                true
-            })
-            .map_err(StoreError::Backend)?;
-        let inner = Arc::new(Inner {
-            engine,
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            count: Population::default(),
-            config,
-            sled,
-            clock,
-            events,
-            commit: GroupCommit::default(),
-            sweeper: Sweeper::default(),
-        });
-        inner.count.set(sessions);
-        inner.sweeper.start(
-            Arc::downgrade(&inner),
-            inner.config.cleanup_interval,
-            |inner| {
-                let now = inner.clock.now_millis();
-                // A failed sweep is retried at the next tick.
-                let _ = sweep(inner, now);
-            },
-        );
-        Ok(Self { inner })
+    /// The store's name (empty unless given one).
+    pub fn name(&self) -> &str {
+        self.inner.events.name()
     }
 
     /// Bytes the database occupies on disk.
@@ -245,7 +165,7 @@ impl SledStore {
     pub async fn compact_to(&self, path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let mut sled = self.inner.sled.clone();
         sled.path = path.as_ref().to_path_buf();
-        let target = Self::build(
+        let target = Self::open_with(
             sled,
             self.inner.config.clone(),
             Arc::clone(&self.inner.clock),
@@ -284,7 +204,9 @@ impl SledStore {
         if current.head.is_expired(now) {
             erase(&*self.inner.engine, &current)?;
             self.inner.count.remove(1);
-            self.inner.events.emit(Event::Expired { count: 1 });
+            self.inner
+                .events
+                .emit(|name| Event::Expired { name, count: 1 });
             return Err(StoreError::NotFound);
         }
         Ok(current)
@@ -310,7 +232,7 @@ impl SledStore {
             };
             let next = change(&base, now).inspect_err(|e| {
                 if matches!(e, StoreError::Conflict { .. }) {
-                    self.inner.events.emit(Event::Conflict);
+                    self.inner.events.emit(|name| Event::Conflict { name });
                 }
             })?;
             replace(&*self.inner.engine, filed, &next)?;
@@ -375,6 +297,75 @@ impl SledStore {
             )
             .map_err(StoreError::Backend)?;
         failure.map_or(Ok(()), Err)
+    }
+}
+
+impl StoreBuilder<SledConfig> {
+    /// Opens (or creates) the sled store, starting its background sweep
+    /// when called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] naming a bad field; [`StoreError::Backend`]
+    /// if the database cannot be opened (naming the path).
+    pub fn build(self) -> Result<SledStore, StoreError> {
+        let events = self.events();
+        SledStore::open_with(self.backend, self.config, self.clock, events)
+    }
+}
+
+impl SledStore {
+    fn open_with(
+        sled: SledConfig,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        events: Events,
+    ) -> Result<Self, StoreError> {
+        config.validate()?;
+        sled.validate()?;
+        let flush_every = sled.flush_every_ms();
+        let spaces = [
+            (SESSION, "sessions"),
+            (EXPIRY, "expiry"),
+            (JOURNAL, "journals"),
+            (CLIENT, "clients"),
+        ];
+        let engine = open_db(&sled, flush_every)
+            .and_then(|db| SledEngine::new(db, &spaces))
+            .map_err(|e| {
+                StoreError::Backend(
+                    format!("cannot open sled store at {}: {e}", sled.path.display()).into(),
+                )
+            })?;
+        let engine: Arc<dyn Engine> = Arc::new(engine);
+        let mut sessions = 0;
+        engine
+            .scan(&[SESSION][..]..&[SESSION + 1][..], &mut |_, _| {
+                sessions += 1;
+                true
+            })
+            .map_err(StoreError::Backend)?;
+        let inner = Arc::new(Inner {
+            engine,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            count: Population::default(),
+            config,
+            sled,
+            clock,
+            events,
+            commit: GroupCommit::default(),
+            sweeper: Sweeper::default(),
+        });
+        inner.count.set(sessions);
+        inner.sweeper.start(
+            Arc::downgrade(&inner),
+            inner.config.cleanup_interval,
+            |inner| {
+                let now = inner.clock.now_millis();
+                // A failed sweep is retried at the next tick.
+                let _ = sweep(inner, now);
+            },
+        );
+        Ok(SledStore { inner })
     }
 }
 

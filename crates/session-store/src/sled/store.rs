@@ -47,7 +47,7 @@ impl SessionStore for SledStore {
         };
         stored.inspect_err(|_| self.inner.count.remove(1))?;
         self.acknowledge().await?;
-        self.inner.events.emit(Event::Created);
+        self.inner.events.emit(|name| Event::Created { name });
         Ok(Arc::new(session))
     }
 
@@ -88,7 +88,7 @@ impl SessionStore for SledStore {
             self.inner.count.remove(1);
         }
         self.acknowledge().await?;
-        self.inner.events.emit(Event::Deleted);
+        self.inner.events.emit(|name| Event::Deleted { name });
         Ok(true)
     }
 

@@ -52,10 +52,13 @@ pub(super) fn sweep(inner: &Inner, now: u64) -> Result<usize, StoreError> {
         }
     }
     if removed > 0 {
-        inner.events.emit(Event::Expired { count: removed });
+        inner.events.emit(|name| Event::Expired {
+            name,
+            count: removed,
+        });
     }
     if let Ok(bytes) = inner.engine.size_on_disk() {
-        inner.events.emit(Event::SizeOnDisk { bytes });
+        inner.events.emit(|name| Event::SizeOnDisk { name, bytes });
     }
     Ok(removed)
 }

@@ -22,12 +22,10 @@ fn index_keys(store: &SledStore) -> usize {
 async fn the_sweep_clears_what_a_crash_between_two_writes_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(1_000);
-    let store = SledStore::with_clock(
-        SledConfig::new(dir.path()),
-        StoreConfig::default(),
-        clock.clone(),
-    )
-    .unwrap();
+    let store = SledStore::builder(SledConfig::new(dir.path()), StoreConfig::default())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let s = store
         .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(10)))
         .await
