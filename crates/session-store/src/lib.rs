@@ -12,8 +12,8 @@
 //! `tower_sessions::SessionStore` for axum applications.
 //!
 //! Every backend also keeps a bounded per-session journal of operations
-//! ([`SessionStore::journal_append`], committed or aborted later), and
-//! writes and reads one backup format ([`SessionStore::backup`]: framed,
+//! ([`SessionJournal::journal_append`], committed or aborted later), and
+//! writes and reads one backup format ([`SessionExport::backup`]: framed,
 //! checksummed, LZ4-compressed, optionally AES-256-GCM encrypted), so a
 //! backup taken from one backend restores into another; a corrupt,
 //! truncated or wrongly keyed backup is refused and restores nothing.
@@ -80,7 +80,7 @@ pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 pub use memory::MemoryStore;
 pub use observer::{Event, NoopObserver, Observer};
 pub use session::{NewSession, Session};
-pub use store::SessionStore;
+pub use store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub use tower_sessions::TowerSessions;

@@ -17,7 +17,7 @@ use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::{Event, Events};
 use crate::population::Population;
 use crate::session::{NewSession, Session};
-use crate::store::SessionStore;
+use crate::store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
 use crate::sweeper::Sweeper;
 
 const SHARDS: usize = 32;
@@ -175,7 +175,7 @@ struct Inner {
 /// the store. Expired sessions are absent on read and are really freed by
 /// a background task every `cleanup_interval` (when built inside a tokio
 /// runtime; it stops when the last clone is dropped) and by
-/// [`cleanup_expired`](SessionStore::cleanup_expired).
+/// [`cleanup_expired`](crate::ExpiredCleanup::cleanup_expired).
 ///
 /// Every read hands out a shared, unchanging version of the session. An
 /// update of a session nobody holds a version of (drop what `get` gave
@@ -455,10 +455,6 @@ impl SessionStore for MemoryStore {
         Ok(removed)
     }
 
-    async fn cleanup_expired(&self) -> Result<usize, StoreError> {
-        Ok(self.sweep_all())
-    }
-
     async fn len(&self) -> Result<usize, StoreError> {
         Ok(self.inner.count.get())
     }
@@ -481,7 +477,15 @@ impl SessionStore for MemoryStore {
         found.sort_by_key(|s| (s.created_at, s.id));
         Ok(found)
     }
+}
 
+impl ExpiredCleanup for MemoryStore {
+    async fn cleanup_expired(&self) -> Result<usize, StoreError> {
+        Ok(self.sweep_all())
+    }
+}
+
+impl SessionJournal for MemoryStore {
     async fn journal_append(&self, id: &SessionId, entry: JournalEntry) -> Result<u64, StoreError> {
         let limit = self.inner.config.max_journal_records;
         self.journaled(id, |journal, now| journal.append(entry, now, limit))
@@ -508,7 +512,9 @@ impl SessionStore for MemoryStore {
             _ => Err(StoreError::NotFound),
         }
     }
+}
 
+impl SessionExport for MemoryStore {
     async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
         let now = self.now();
         let mut dumps = Vec::with_capacity(self.inner.count.get());

@@ -13,9 +13,16 @@ use crate::id::SessionId;
 use crate::journal::{JournalEntry, JournalRecord, JournalStatus};
 use crate::session::{NewSession, Session};
 
-/// Session storage. Every backend behaves alike (one conformance suite
-/// checks them all): an expired session is absent on every read, updates
-/// are compare-and-swap on the version, and `touch` slides the expiry.
+/// Session storage: the core every backend implements. Every backend
+/// behaves alike (one conformance suite checks them all): an expired
+/// session is absent on every read, updates are compare-and-swap on the
+/// version, and `touch` slides the expiry.
+///
+/// What not every backend can do cheaply lives in capability traits over
+/// this one: [`ExpiredCleanup`] (removing expired sessions now, where the
+/// engine does not expire them itself), [`SessionJournal`] (a bounded
+/// per-session journal) and [`SessionExport`] (export, import, backup and
+/// restore in the format every backend shares).
 ///
 /// Code written against the trait runs on any backend:
 ///
@@ -117,12 +124,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A backend error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Removes every expired session now; returns how many.
-    ///
-    /// # Errors
-    /// A backend error.
-    fn cleanup_expired(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
-
     /// Live sessions held (expired ones not yet cleaned up may be counted).
     ///
     /// # Errors
@@ -145,7 +146,23 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         client_id: &str,
     ) -> impl Future<Output = Result<Vec<Arc<Session>>, StoreError>> + Send;
+}
 
+/// Removing expired sessions on request, for backends that keep them until
+/// swept (a store whose engine expires keys itself, as Redis does, has
+/// nothing to do). Expired sessions are absent on every read either way;
+/// this frees what they hold.
+pub trait ExpiredCleanup: SessionStore {
+    /// Removes every expired session now; returns how many.
+    ///
+    /// # Errors
+    /// A backend error.
+    fn cleanup_expired(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// A bounded per-session journal of operations: appended pending, then
+/// committed or aborted; it dies with its session.
+pub trait SessionJournal: SessionStore {
     /// Appends a pending record to the session's journal; returns its seq.
     ///
     /// # Errors
@@ -177,7 +194,12 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id: &SessionId,
     ) -> impl Future<Output = Result<Vec<JournalRecord>, StoreError>> + Send;
+}
 
+/// Every session and its journal, out and in: export and import, and over
+/// them backup and restore in the format every backend shares, so a backup
+/// taken from one backend restores into another.
+pub trait SessionExport: SessionStore {
     /// Every live session with its journal (for backups, compaction and
     /// snapshots).
     ///

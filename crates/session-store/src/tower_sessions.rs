@@ -15,7 +15,7 @@ use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::session::{NewSession, Session};
-use crate::store::SessionStore;
+use crate::store::{ExpiredCleanup, SessionStore};
 
 /// How often `save` rereads and retries when concurrent requests of one
 /// session keep changing it (tower-sessions has no versions: last writer
@@ -168,7 +168,7 @@ where
 #[async_trait]
 impl<S> ExpiredDeletion for TowerSessions<S>
 where
-    S: SessionStore + fmt::Debug + Clone,
+    S: ExpiredCleanup + fmt::Debug + Clone,
 {
     async fn delete_expired(&self) -> Result<()> {
         self.store.cleanup_expired().await.map_err(backend)?;

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use keel_session_store::{
-    ManualClock, MemoryStore, NewSession, Observer, SessionStore, StoreConfig,
+    ManualClock, MemoryStore, NewSession, Observer, SessionExport, SessionStore, StoreConfig,
 };
 
 mod conformance;

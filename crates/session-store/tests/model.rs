@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use keel_session_store::{
-    Data, ManualClock, MemoryStore, NewSession, SessionId, SessionStore, StoreConfig, StoreError,
+    Data, ExpiredCleanup, ManualClock, MemoryStore, NewSession, SessionId, StoreConfig, StoreError,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -58,7 +58,7 @@ impl Model {
 }
 
 /// Applies `ops` to `store` (whose clock is `clock`, at 0) and to the model.
-async fn check<S: SessionStore>(
+async fn check<S: ExpiredCleanup>(
     store: S,
     clock: ManualClock,
     ops: Vec<Op>,

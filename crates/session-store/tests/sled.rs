@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_session_store::{
-    Data, Durability, JournalEntry, ManualClock, NewSession, Observer, SessionId, SessionStore,
-    SledConfig, SledStore, StoreConfig, StoreError,
+    Data, Durability, ExpiredCleanup, JournalEntry, ManualClock, NewSession, Observer, SessionId,
+    SessionJournal, SessionStore, SledConfig, SledStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 

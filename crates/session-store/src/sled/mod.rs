@@ -46,7 +46,7 @@ use crate::journal::Journal;
 use crate::observer::{Event, Events};
 use crate::population::Population;
 use crate::session::Session;
-use crate::store::SessionStore;
+use crate::store::SessionExport;
 use crate::sweeper::Sweeper;
 use commit::GroupCommit;
 pub use config::{Durability, SledConfig};
@@ -86,7 +86,7 @@ impl Drop for Inner {
 /// locked while it is open. Expired sessions are absent on read and are
 /// removed by a background task every `cleanup_interval` (when opened
 /// inside a tokio runtime; it stops when the last clone is dropped) and by
-/// [`cleanup_expired`](SessionStore::cleanup_expired). A durable write's
+/// [`cleanup_expired`](crate::ExpiredCleanup::cleanup_expired). A durable write's
 /// fsync runs on tokio's blocking pool (inline when polled outside tokio).
 ///
 /// ```

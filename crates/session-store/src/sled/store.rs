@@ -16,7 +16,7 @@ use crate::id::SessionId;
 use crate::journal::{JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::Event;
 use crate::session::{NewSession, Session};
-use crate::store::SessionStore;
+use crate::store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
 
 impl SessionStore for SledStore {
     async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
@@ -92,10 +92,6 @@ impl SessionStore for SledStore {
         Ok(true)
     }
 
-    async fn cleanup_expired(&self) -> Result<usize, StoreError> {
-        sweep(&self.inner, self.now())
-    }
-
     async fn len(&self) -> Result<usize, StoreError> {
         Ok(self.inner.count.get())
     }
@@ -141,7 +137,15 @@ impl SessionStore for SledStore {
         found.sort_by_key(|s| (s.created_at, s.id));
         Ok(found)
     }
+}
 
+impl ExpiredCleanup for SledStore {
+    async fn cleanup_expired(&self) -> Result<usize, StoreError> {
+        sweep(&self.inner, self.now())
+    }
+}
+
+impl SessionJournal for SledStore {
     async fn journal_append(&self, id: &SessionId, entry: JournalEntry) -> Result<u64, StoreError> {
         let limit = self.inner.config.max_journal_records;
         self.journaled(id, |journal, now| journal.append(entry, now, limit))
@@ -164,7 +168,9 @@ impl SessionStore for SledStore {
         }
         Ok(self.load_journal(id)?.records())
     }
+}
 
+impl SessionExport for SledStore {
     async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
         let now = self.now();
         let mut sessions = Vec::with_capacity(self.inner.count.get());

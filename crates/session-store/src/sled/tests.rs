@@ -4,6 +4,7 @@ use super::keys::{EXPIRY, client_key, expiry_key};
 use super::*;
 use crate::clock::ManualClock;
 use crate::session::NewSession;
+use crate::store::{ExpiredCleanup, SessionStore};
 
 fn index_keys(store: &SledStore) -> usize {
     let mut n = 0;
