@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use keel_session_store::{
     BackupError, BackupKey, BackupOptions, Clock, Data, Event, ExpiredCleanup, JournalEntry,
-    JournalStatus, ManualClock, NewSession, Observer, Session, SessionExport, SessionJournal,
-    SessionStore, StoreConfig, StoreError,
+    JournalStatus, ManualClock, NewSession, Observer, Session, SessionExport, SessionId,
+    SessionJournal, SessionStore, StoreConfig, StoreError,
 };
 use serde_json::json;
 
@@ -215,28 +215,30 @@ async fn an_update_can_set_a_new_ttl<F: Factory>(f: &F) {
     );
     clock.advance(Duration::from_secs(100));
     assert!(store.get(&s.id).await.unwrap().is_none());
-    // A shorter TTL is honoured, also when nobody holds the session (a
-    // store may change it in place).
-    let held = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
-        .await
-        .unwrap();
-    store
-        .update_with_ttl(&held.id, 1, Data::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    let unheld = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
-        .await
-        .unwrap()
-        .id;
-    store
-        .update_with_ttl(&unheld, 1, Data::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
+    // A shorter TTL is honoured.
+    let (held, unheld) = cut_to_one_second(&store).await;
     clock.advance(Duration::from_secs(1));
     assert!(store.get(&held.id).await.unwrap().is_none());
     assert!(store.get(&unheld).await.unwrap().is_none());
+}
+
+/// Two 100 s sessions whose TTL an update cuts to 1 s: one whose old
+/// version the caller holds, one nobody holds (a store may change that one
+/// in place).
+async fn cut_to_one_second<S: SessionStore>(store: &S) -> (Arc<Session>, SessionId) {
+    let new = || NewSession::new("c", "http").with_ttl(Duration::from_secs(100));
+    let one_second = Some(Duration::from_secs(1));
+    let held = store.create(new()).await.unwrap();
+    store
+        .update_with_ttl(&held.id, 1, Data::new(), one_second)
+        .await
+        .unwrap();
+    let unheld = store.create(new()).await.unwrap().id;
+    store
+        .update_with_ttl(&unheld, 1, Data::new(), one_second)
+        .await
+        .unwrap();
+    (held, unheld)
 }
 
 /// A sweep finds sessions where touches and TTL updates put them: the
@@ -276,24 +278,7 @@ where
         "indexed at the new expiry"
     );
     // A shorter TTL is honoured by cleanup too.
-    let long = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
-        .await
-        .unwrap();
-    store
-        .update_with_ttl(&long.id, 1, Data::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    // Also when nobody holds the session (a store may change it in place).
-    let unheld = store
-        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(100)))
-        .await
-        .unwrap()
-        .id;
-    store
-        .update_with_ttl(&unheld, 1, Data::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let _cut = cut_to_one_second(&store).await;
     clock.advance(Duration::from_secs(1));
     assert_eq!(store.cleanup_expired().await.unwrap(), 2, "both are due");
     clock.advance(Duration::from_secs(100));
