@@ -1,5 +1,6 @@
 //! Breaker configuration: serde, a production-sane `Default`, and `validate()`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -170,25 +171,36 @@ impl Default for HalfOpenConfig {
     }
 }
 
-/// A configuration value that cannot work, naming the field.
+/// A configuration value that cannot work: the path of the field (as it
+/// appears in a config file) and what is wrong with it. The same shape in
+/// every keel crate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid breaker config `{field}`: {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
-    field: &'static str,
-    reason: String,
+    field: Cow<'static, str>,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
-            field,
+            field: field.into(),
             reason: reason.into(),
         }
     }
 
     /// The path of the offending field, e.g. `half_open.permitted_calls`.
-    pub fn field(&self) -> &'static str {
-        self.field
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 

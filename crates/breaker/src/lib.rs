@@ -33,6 +33,6 @@ pub use config::{
 pub use observer::{Event, NoopObserver, Observer};
 pub use registry::BreakerRegistry;
 #[cfg(feature = "tower")]
-pub use service::{CircuitBreakerLayer, CircuitBreakerService};
+pub use service::{BoxError, CircuitBreakerLayer, CircuitBreakerService};
 pub use state::State;
 pub use window::WindowStats;

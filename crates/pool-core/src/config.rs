@@ -1,6 +1,7 @@
 //! Pool configuration: serde, a production-sane `Default`, and `validate()`
 //! naming the field that is wrong.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -130,22 +131,41 @@ impl Default for PoolConfig {
     }
 }
 
-/// A configuration value that cannot work, naming the field.
+/// A configuration value that cannot work: the path of the field (as it
+/// appears in a config file) and what is wrong with it. The same shape in
+/// every keel crate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pool config `{field}`: {reason}")]
 #[non_exhaustive]
-pub enum ConfigError {
-    /// A field holds a value outside its allowed range.
-    #[error("pool config field `{field}`: {reason}")]
-    Invalid {
-        /// The field's name as it appears in the config file.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+pub struct ConfigError {
+    field: Cow<'static, str>,
+    reason: Cow<'static, str>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The path of the offending field, e.g. `max_size`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 fn invalid(field: &'static str, reason: &'static str) -> ConfigError {
-    ConfigError::Invalid { field, reason }
+    ConfigError::new(field, reason)
 }
 
 impl PoolConfig {
@@ -157,7 +177,7 @@ impl PoolConfig {
     /// Checks that the configuration can work.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first field that is wrong.
+    /// A [`ConfigError`] naming the first field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_size == 0 {
             return Err(invalid("max_size", "must be at least 1"));
@@ -254,10 +274,7 @@ mod tests {
             let mut config = PoolConfig::default();
             mutate(&mut config);
             let err = config.validate().unwrap_err();
-            assert!(
-                matches!(err, ConfigError::Invalid { field: f, .. } if f == field),
-                "{err}"
-            );
+            assert_eq!(err.field(), field, "{err}");
             assert!(err.to_string().contains(field));
         }
     }

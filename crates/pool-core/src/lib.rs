@@ -45,6 +45,7 @@ pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
 pub use manager::{CheckIn, Manager};
 pub use observer::{CloseReason, Event, NoopObserver, Observer};
+pub use op::BoxError;
 pub use pool::{CloseError, Pool, PoolBuilder, ResizeError};
 pub use pooled::Pooled;
 #[cfg(feature = "tower")]

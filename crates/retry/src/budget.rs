@@ -55,14 +55,14 @@ impl BudgetConfig {
     /// A [`ConfigError`] naming the bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.ttl < Duration::from_millis(10) || self.ttl > Duration::from_secs(3600) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::at(
                 "budget",
                 "ttl",
                 format!("must be between 10ms and 1h, got {:?}", self.ttl),
             ));
         }
         if !(0.0..=1000.0).contains(&self.retry_ratio) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::at(
                 "budget",
                 "retry_ratio",
                 format!("must be between 0 and 1000, got {}", self.retry_ratio),

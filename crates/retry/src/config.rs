@@ -1,5 +1,6 @@
 //! The retry policy: one schedule per error class, time limits, a seed.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,7 @@ impl RetryPolicy {
             ("attempt_timeout", self.attempt_timeout),
         ] {
             if value.is_some_and(|d| d.is_zero()) {
-                return Err(ConfigError::new(
+                return Err(ConfigError::at(
                     name,
                     "",
                     "must be greater than zero".into(),
@@ -184,26 +185,47 @@ impl RetryPolicy {
     }
 }
 
-/// A configuration value that cannot work, naming the field.
+/// A configuration value that cannot work: the path of the field (as it
+/// appears in a config file) and what is wrong with it. The same shape in
+/// every keel crate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid retry policy `{field}`: {reason}")]
+#[error("invalid retry policy config `{field}`: {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
-    field: String,
-    reason: String,
+    field: Cow<'static, str>,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) fn new(section: &str, field: &str, reason: String) -> Self {
-        let field = match (section.is_empty(), field.is_empty()) {
-            (true, _) => field.to_string(),
-            (_, true) => section.to_string(),
-            _ => format!("{section}.{field}"),
-        };
-        Self { field, reason }
+    pub(crate) fn new(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The path of the offending field, e.g. `conflict.multiplier`.
     pub fn field(&self) -> &str {
         &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl ConfigError {
+    /// The error for `section.field` (either may be empty).
+    pub(crate) fn at(section: &str, field: &str, reason: String) -> Self {
+        let path = match (section.is_empty(), field.is_empty()) {
+            (true, _) => field.to_string(),
+            (_, true) => section.to_string(),
+            _ => format!("{section}.{field}"),
+        };
+        Self::new(path, reason)
     }
 }

@@ -33,4 +33,4 @@ pub use observer::{Event, NoopObserver, Observer};
 pub use retry::{Retrier, retry};
 pub use schedule::{Jitter, Schedule};
 #[cfg(feature = "tower")]
-pub use service::{RetryLayer, RetryService};
+pub use service::{BoxError, RetryLayer, RetryService};

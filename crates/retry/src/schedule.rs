@@ -143,7 +143,7 @@ impl Schedule {
     }
 
     pub(crate) fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
-        let bad = |what: &'static str, reason: String| Err(ConfigError::new(field, what, reason));
+        let bad = |what: &'static str, reason: String| Err(ConfigError::at(field, what, reason));
         if self.max_attempts == 0 {
             return bad(
                 "max_attempts",

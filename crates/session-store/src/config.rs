@@ -1,5 +1,6 @@
 //! Store configuration.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -41,27 +42,36 @@ impl Default for StoreConfig {
     }
 }
 
-/// A configuration value that cannot work, naming the field.
+/// A configuration value that cannot work: the path of the field (as it
+/// appears in a config file) and what is wrong with it. The same shape in
+/// every keel crate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid session store config `{field}`: {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
-    field: &'static str,
-    reason: &'static str,
+    field: Cow<'static, str>,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
+    pub(crate) fn new(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
-    /// The offending field.
-    pub fn field(&self) -> &'static str {
-        self.field
+    /// The path of the offending field, e.g. `max_session_bytes`.
+    pub fn field(&self) -> &str {
+        &self.field
     }
 
     /// What is wrong with it.
-    pub fn reason(&self) -> &'static str {
-        self.reason
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
