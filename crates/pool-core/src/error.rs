@@ -134,8 +134,12 @@ pub enum BuildError<E> {
     /// Warming the pool (`warm = true`) could not open its connections.
     #[error("warming the pool failed: {0}")]
     Warm(#[source] PoolError<E>),
-    /// `build()` was called outside a tokio runtime, which the pool needs
-    /// for its maintenance task.
-    #[error("the pool must be built inside a tokio runtime")]
+    /// `build()` was called outside a tokio runtime. The pool's
+    /// maintenance opens connections (async I/O), so it runs there; keel's
+    /// background work that needs no I/O (the breaker's timer, a session
+    /// store's sweep) runs without one.
+    #[error(
+        "the pool must be built inside a tokio runtime: its maintenance opens connections there"
+    )]
     NoRuntime,
 }

@@ -173,8 +173,9 @@ struct Inner {
 
 /// Sessions in memory: fast, and gone when the process ends. Clones share
 /// the store. Expired sessions are absent on read and are really freed by
-/// a background task every `cleanup_interval` (when built inside a tokio
-/// runtime; it stops when the last clone is dropped) and by
+/// a background task every `cleanup_interval` (on the tokio runtime the
+/// store is built in, or on a thread of its own when built outside one; it
+/// stops when the last clone is dropped) and by
 /// [`cleanup_expired`](crate::ExpiredCleanup::cleanup_expired).
 ///
 /// Every read hands out a shared, unchanging version of the session. An
@@ -231,8 +232,8 @@ impl MemoryStore {
 }
 
 impl StoreBuilder<()> {
-    /// Builds the memory store, starting its background sweep when called
-    /// inside a tokio runtime.
+    /// Builds the memory store and starts its background sweep: on the
+    /// current tokio runtime, or on a thread of its own outside one.
     ///
     /// # Errors
     /// [`StoreError::Config`] naming the bad field.
@@ -254,7 +255,7 @@ impl StoreBuilder<()> {
             |inner| {
                 sweep(inner, inner.clock.now_millis());
             },
-        );
+        )?;
         Ok(MemoryStore { inner })
     }
 }

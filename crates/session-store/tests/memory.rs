@@ -34,6 +34,11 @@ async fn memory_store_conforms() {
     conformance::run_all(&Memory).await;
 }
 
+#[test]
+fn the_sweep_runs_outside_a_tokio_runtime() {
+    conformance::the_sweep_runs_outside_a_tokio_runtime(&Memory);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_background_sweep_frees_expired_sessions_and_stops_with_the_store() {
     let clock = ManualClock::at(0);

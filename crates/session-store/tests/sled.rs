@@ -393,23 +393,16 @@ async fn two_handles_share_one_store_and_a_second_open_is_refused() {
 fn durable_writes_work_outside_a_tokio_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(SledConfig::new(dir.path()), StoreConfig::default()).unwrap();
-    let s = futures_executor(store.create(NewSession::new("c", "http"))).unwrap();
+    let s = conformance::poll_here(store.create(NewSession::new("c", "http"))).unwrap();
     assert!(store.flushes() >= 1, "acknowledged after an fsync");
     drop(store);
     let store = SledStore::open(SledConfig::new(dir.path()), StoreConfig::default()).unwrap();
-    assert!(futures_executor(store.get(&s.id)).unwrap().is_some());
+    assert!(conformance::poll_here(store.get(&s.id)).unwrap().is_some());
 }
 
-/// Polls a future to completion on this thread, with no tokio runtime.
-fn futures_executor<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::yield_now();
-    }
+#[test]
+fn the_sweep_runs_outside_a_tokio_runtime() {
+    conformance::the_sweep_runs_outside_a_tokio_runtime(&Sled::new(RELAXED));
 }
 
 #[tokio::test(start_paused = true)]

@@ -84,8 +84,9 @@ impl Drop for Inner {
 /// and in [`Durability::Durable`] mode every acknowledged write survives a
 /// crash (`kill -9`, power loss). Clones share the store; the directory is
 /// locked while it is open. Expired sessions are absent on read and are
-/// removed by a background task every `cleanup_interval` (when opened
-/// inside a tokio runtime; it stops when the last clone is dropped) and by
+/// removed by a background task every `cleanup_interval` (on the tokio
+/// runtime the store is opened in, or on a thread of its own outside one;
+/// it stops when the last clone is dropped) and by
 /// [`cleanup_expired`](crate::ExpiredCleanup::cleanup_expired). A durable write's
 /// fsync runs on tokio's blocking pool (inline when polled outside tokio).
 ///
@@ -301,8 +302,8 @@ impl SledStore {
 }
 
 impl StoreBuilder<SledConfig> {
-    /// Opens (or creates) the sled store, starting its background sweep
-    /// when called inside a tokio runtime.
+    /// Opens (or creates) the sled store and starts its background sweep:
+    /// on the current tokio runtime, or on a thread of its own outside one.
     ///
     /// # Errors
     /// [`StoreError::Config`] naming a bad field; [`StoreError::Backend`]
@@ -364,7 +365,7 @@ impl SledStore {
                 // A failed sweep is retried at the next tick.
                 let _ = sweep(inner, now);
             },
-        );
+        )?;
         Ok(SledStore { inner })
     }
 }

@@ -674,3 +674,35 @@ pub(crate) async fn the_background_sweep_frees_expired_sessions<S: SessionStore>
 pub(crate) fn sweep_config() -> StoreConfig {
     StoreConfig::default().with_cleanup_interval(Duration::from_secs(60))
 }
+
+/// Built outside any tokio runtime, a store still sweeps: on a thread of
+/// its own, every `cleanup_interval` (10 ms here). Its futures are polled
+/// on this thread with no runtime. The wait is a liveness bound (10 s),
+/// not a timing claim.
+pub(crate) fn the_sweep_runs_outside_a_tokio_runtime<F: Factory>(f: &F) {
+    let clock = ManualClock::at(0);
+    let config = StoreConfig::default().with_cleanup_interval(Duration::from_millis(10));
+    let store = f.make(config, clock.clone());
+    for _ in 0..5 {
+        poll_here(store.create(NewSession::new("c", "http").with_ttl(Duration::from_secs(1))))
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(2));
+    let swept = (0..1000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        poll_here(store.len()).unwrap() == 0
+    });
+    assert!(swept, "never swept without a runtime");
+}
+
+/// Polls a future to completion on this thread, with no tokio runtime.
+pub(crate) fn poll_here<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
