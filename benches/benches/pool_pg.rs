@@ -99,9 +99,10 @@ fn keel_stack(
 + Send
 + Sync
 + 'static {
-    let retrier = Retrier::new(RetryPolicy::database())
-        .expect("the database policy is valid")
-        .with_classifier(SkipOpenBreaker(SqlxClassifier));
+    let retrier = Retrier::builder(RetryPolicy::database())
+        .classifier(SkipOpenBreaker(SqlxClassifier))
+        .build()
+        .expect("the database policy is valid");
     let breaker =
         CircuitBreaker::new(BreakerConfig::default()).expect("the default config is valid");
     RetryLayer::new(retrier).layer(CircuitBreakerLayer::new(breaker).layer(pool.service()))

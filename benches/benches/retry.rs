@@ -38,6 +38,13 @@ fn retrier() -> Retrier {
     Retrier::new(RetryPolicy::default()).expect("default policy is valid")
 }
 
+fn retrier_with_budget() -> Retrier {
+    Retrier::builder(RetryPolicy::default())
+        .budget(budget())
+        .build()
+        .expect("default policy is valid")
+}
+
 fn budget() -> RetryBudget {
     RetryBudget::new(BudgetConfig::default()).expect("default budget is valid")
 }
@@ -98,7 +105,7 @@ fn closure_apis(c: &mut Criterion) {
             &rt,
             tasks,
             "keel + budget",
-            Keel(retrier().with_budget(budget())),
+            Keel(retrier_with_budget()),
         );
         bench(&mut g, &rt, tasks, "backon", Backon);
         bench(&mut g, &rt, tasks, "backoff", Backoff);
@@ -121,7 +128,7 @@ fn tower_layers(c: &mut Criterion) {
         let keel = RetryLayer::new(retrier()).layer(bare_service::<BenchError>());
         bench(&mut g, &rt, tasks, "keel", Tower(keel));
         let keel_budget =
-            RetryLayer::new(retrier().with_budget(budget())).layer(bare_service::<BenchError>());
+            RetryLayer::new(retrier_with_budget()).layer(bare_service::<BenchError>());
         bench(&mut g, &rt, tasks, "keel + budget", Tower(keel_budget));
         let tower_retry =
             tower::retry::RetryLayer::new(NoRetry).layer(bare_service::<BenchError>());

@@ -24,9 +24,10 @@ async fn pool(url: &str, max_size: usize) -> Pool<PgManager> {
 }
 
 fn retrier() -> Retrier<SkipOpenBreaker<keel_retry::SqlxClassifier>> {
-    Retrier::new(RetryPolicy::database())
+    Retrier::builder(RetryPolicy::database())
+        .classifier(SkipOpenBreaker(keel_retry::SqlxClassifier))
+        .build()
         .unwrap()
-        .with_classifier(SkipOpenBreaker(keel_retry::SqlxClassifier))
 }
 
 fn breaker_layer(breaker: &CircuitBreaker) -> CircuitBreakerLayer<keel_breaker::SqlxClassifier> {

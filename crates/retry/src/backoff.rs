@@ -8,7 +8,7 @@ use crate::schedule::Schedule;
 
 /// A source of delays between attempts. The retrier asks it once per retry;
 /// `None` means give up. One value serves one operation (a factory makes a
-/// fresh one per operation, see [`Retrier::with_backoff`](crate::Retrier::with_backoff)).
+/// fresh one per operation, see [`RetrierBuilder::backoff`](crate::RetrierBuilder::backoff)).
 pub trait Backoff: Send {
     /// The delay before the next attempt, after an error of `class`.
     fn next_delay(&mut self, class: ErrorClass) -> Option<Duration>;

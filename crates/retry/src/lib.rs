@@ -30,7 +30,7 @@ pub use classify::{AlwaysTransient, Classify, Delivery, ErrorClass, Verdict, cla
 pub use config::{ConfigError, RetryPolicy};
 pub use error::{Failure, GaveUp, GaveUpError, RetryError};
 pub use observer::{Event, NoopObserver, Observer};
-pub use retry::{Retrier, retry};
+pub use retry::{Retrier, RetrierBuilder, retry};
 pub use schedule::{Jitter, Schedule};
 #[cfg(feature = "tower")]
 pub use service::{BoxError, RetryLayer, RetryService};

@@ -64,8 +64,12 @@ impl Retrier {
     /// # Errors
     /// A [`ConfigError`] naming the bad field of `policy`.
     pub fn new(policy: RetryPolicy) -> Result<Self, ConfigError> {
-        policy.validate()?;
-        Ok(Self::unchecked(policy))
+        Self::builder(policy).build()
+    }
+
+    /// A builder for a retrier with a classifier, budget, observer and more.
+    pub fn builder(policy: RetryPolicy) -> RetrierBuilder {
+        RetrierBuilder(Self::unchecked(policy))
     }
 
     fn unchecked(policy: RetryPolicy) -> Self {
@@ -80,52 +84,84 @@ impl Retrier {
     }
 }
 
-impl<C> Retrier<C> {
+/// Builds a [`Retrier`]: a classifier, idempotency, a budget, an observer or
+/// a custom backoff, then [`build`](Self::build).
+///
+/// ```
+/// use keel_retry::{BudgetConfig, Idempotency, Retrier, RetryBudget, RetryPolicy};
+///
+/// let retrier = Retrier::builder(RetryPolicy::database())
+///     .classifier(keel_retry::classify_io)
+///     .idempotency(Idempotency::NonIdempotent)
+///     .budget(RetryBudget::new(BudgetConfig::default())?)
+///     .observer(|e: &keel_retry::Event| eprintln!("{e:?}"))
+///     .build()?;
+/// # let _ = retrier;
+/// # Ok::<(), keel_retry::ConfigError>(())
+/// ```
+#[must_use = "a builder does nothing until built"]
+pub struct RetrierBuilder<C = AlwaysTransient>(Retrier<C>);
+
+impl<C: fmt::Debug> fmt::Debug for RetrierBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RetrierBuilder").field(&self.0).finish()
+    }
+}
+
+impl<C> RetrierBuilder<C> {
     /// Decides which errors are retried, and on which schedule.
-    pub fn with_classifier<C2>(self, classifier: C2) -> Retrier<C2> {
-        Retrier {
-            policy: self.policy,
+    pub fn classifier<C2>(self, classifier: C2) -> RetrierBuilder<C2> {
+        let r = self.0;
+        RetrierBuilder(Retrier {
+            policy: r.policy,
             classifier,
-            idempotency: self.idempotency,
-            budget: self.budget,
-            observer: self.observer,
-            backoff: self.backoff,
-        }
+            idempotency: r.idempotency,
+            budget: r.budget,
+            observer: r.observer,
+            backoff: r.backoff,
+        })
     }
 
     /// Marks the operations as idempotent or not (default idempotent).
-    #[must_use]
-    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
-        self.idempotency = idempotency;
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.0.idempotency = idempotency;
         self
     }
 
     /// Draws every retry from `budget` (shared with whoever holds a clone).
-    #[must_use]
-    pub fn with_budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.0.budget = Some(budget);
         self
     }
 
     /// Reports attempts, retries and giving up to `observer`.
-    #[must_use]
-    pub fn with_observer(mut self, observer: impl Observer) -> Self {
-        self.observer = Some(SharedObserver(Arc::new(observer)));
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.0.observer = Some(SharedObserver(Arc::new(observer)));
         self
     }
 
     /// Takes delays from a fresh `make()` per operation instead of the
     /// policy's schedules (the policy's attempt limits still apply).
-    #[must_use]
-    pub fn with_backoff<B, F>(mut self, make: F) -> Self
+    pub fn backoff<B, F>(mut self, make: F) -> Self
     where
         B: Backoff + 'static,
         F: Fn() -> B + Send + Sync + 'static,
     {
-        self.backoff = Some(Arc::new(move || Box::new(make()) as Box<dyn Backoff>));
+        self.0.backoff = Some(Arc::new(move || Box::new(make()) as Box<dyn Backoff>));
         self
     }
 
+    /// The retrier, once its policy checks out.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad field of the policy.
+    pub fn build(self) -> Result<Retrier<C>, ConfigError> {
+        self.0.policy.validate()?;
+        Ok(self.0)
+    }
+}
+
+impl<C> Retrier<C> {
     /// The policy.
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy

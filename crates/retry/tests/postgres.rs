@@ -97,13 +97,14 @@ async fn transaction(
 
 fn conflict_retrier(events: &Arc<Mutex<Vec<Event>>>) -> Retrier<SqlxClassifier> {
     let sink = events.clone();
-    Retrier::new(RetryPolicy::default().with_class(
+    Retrier::builder(RetryPolicy::default().with_class(
         ErrorClass::Conflict,
         Schedule::new(4, Duration::from_millis(10)).with_max_delay(Duration::from_millis(100)),
     ))
+    .classifier(SqlxClassifier)
+    .observer(move |e: &Event| sink.lock().unwrap().push(*e))
+    .build()
     .unwrap()
-    .with_classifier(SqlxClassifier)
-    .with_observer(move |e: &Event| sink.lock().unwrap().push(*e))
 }
 
 fn conflicts_seen(events: &Mutex<Vec<Event>>) -> usize {
@@ -232,9 +233,10 @@ async fn unique_violation_is_not_retried() {
     let table = Table::create("unique", "id int primary key").await;
     let conn = Arc::new(tokio::sync::Mutex::new(connect().await));
     let calls = AtomicU32::new(0);
-    let retrier = Retrier::new(RetryPolicy::default())
-        .unwrap()
-        .with_classifier(SqlxClassifier);
+    let retrier = Retrier::builder(RetryPolicy::default())
+        .classifier(SqlxClassifier)
+        .build()
+        .unwrap();
     let insert = format!("INSERT INTO {} VALUES (1)", table.name);
     let attempt = || {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -292,13 +294,14 @@ async fn insert_through_a_breaking_connection(
     table: &str,
 ) -> (u32, Option<GaveUp>) {
     let proxy = Proxy::start().await;
-    let retrier = Retrier::new(
+    let retrier = Retrier::builder(
         RetryPolicy::default()
             .with_default(Schedule::new(3, Duration::from_millis(50)).with_jitter(Jitter::None)),
     )
-    .unwrap()
-    .with_classifier(SqlxClassifier)
-    .with_idempotency(idempotency);
+    .classifier(SqlxClassifier)
+    .idempotency(idempotency)
+    .build()
+    .unwrap();
     let attempts = AtomicU32::new(0);
     let insert = format!("INSERT INTO {table} SELECT 1 FROM pg_sleep(0.5)");
     let result = retrier

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_retry::{
-    BudgetConfig, Delivery, ErrorClass, Event, Failure, GaveUp, Idempotency, Retrier, RetryBudget,
-    RetryPolicy, Verdict,
+    BudgetConfig, Delivery, ErrorClass, Event, Failure, GaveUp, Idempotency, Retrier,
+    RetrierBuilder, RetryBudget, RetryPolicy, Verdict,
 };
 
 /// A failure whose verdict is scripted.
@@ -21,11 +21,26 @@ impl std::fmt::Display for Scripted {
 }
 
 /// An operation that fails with the given verdicts in turn, then succeeds.
+type ByScript = fn(&Scripted) -> Verdict;
+
 #[allow(clippy::type_complexity, reason = "a test helper's tuple")]
 fn script(
     verdicts: Vec<Verdict>,
 ) -> (
-    Retrier<fn(&Scripted) -> Verdict>,
+    Retrier<ByScript>,
+    Arc<AtomicU32>,
+    impl FnMut() -> std::future::Ready<Result<u32, Scripted>>,
+) {
+    script_with(verdicts, |b| b)
+}
+
+/// [`script`], with the retrier's builder customised.
+#[allow(clippy::type_complexity, reason = "a test helper's tuple")]
+fn script_with(
+    verdicts: Vec<Verdict>,
+    customise: impl FnOnce(RetrierBuilder<ByScript>) -> RetrierBuilder<ByScript>,
+) -> (
+    Retrier<ByScript>,
     Arc<AtomicU32>,
     impl FnMut() -> std::future::Ready<Result<u32, Scripted>>,
 ) {
@@ -38,10 +53,11 @@ fn script(
             None => Ok(n as u32 + 1),
         })
     };
-    let classify: fn(&Scripted) -> Verdict = |s| s.0;
-    let retrier = Retrier::new(RetryPolicy::default().with_seed(1))
-        .unwrap()
-        .with_classifier(classify);
+    let classify: ByScript = |s| s.0;
+    let retrier =
+        customise(Retrier::builder(RetryPolicy::default().with_seed(1)).classifier(classify))
+            .build()
+            .unwrap();
     (retrier, calls, op)
 }
 
@@ -66,15 +82,14 @@ async fn permanent_errors_return_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn non_idempotent_work_is_retried_only_when_the_attempt_had_no_effect() {
-    let (retrier, calls, op) = script(vec![
-        Verdict::no_effect(ErrorClass::Connection),
-        Verdict::transient(ErrorClass::Connection),
-    ]);
-    let err = retrier
-        .with_idempotency(Idempotency::NonIdempotent)
-        .run(op)
-        .await
-        .unwrap_err();
+    let (retrier, calls, op) = script_with(
+        vec![
+            Verdict::no_effect(ErrorClass::Connection),
+            Verdict::transient(ErrorClass::Connection),
+        ],
+        |b| b.idempotency(Idempotency::NonIdempotent),
+    );
+    let err = retrier.run(op).await.unwrap_err();
     assert_eq!((err.reason(), err.attempts()), (GaveUp::NotIdempotent, 2));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert!(err.to_string().contains("not idempotent"), "{err}");
@@ -116,13 +131,14 @@ async fn the_total_timeout_stops_before_a_sleep_would_pass_it() {
         };
         5
     ]);
-    let retrier = Retrier::new(
+    let retrier = Retrier::builder(
         RetryPolicy::default()
             .with_default(keel_retry::Schedule::new(10, Duration::from_millis(100)))
             .with_total_timeout(Duration::from_secs(10)),
     )
-    .unwrap()
-    .with_classifier(*retrier.classifier());
+    .classifier(*retrier.classifier())
+    .build()
+    .unwrap();
     let err = retrier.run(op).await.unwrap_err();
     // Attempts at 0 s, 3 s, 6 s, 9 s; a fourth sleep would end at 12 s.
     assert_eq!((err.reason(), err.attempts()), (GaveUp::Deadline, 4));
@@ -159,11 +175,12 @@ async fn a_hung_attempt_times_out_and_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn an_empty_budget_returns_the_original_error_marked() {
     let budget = RetryBudget::new(BudgetConfig::new(Duration::from_secs(10), 0, 0.5)).unwrap();
-    let retrier = Retrier::new(
+    let retrier = Retrier::builder(
         RetryPolicy::default().with_default(keel_retry::Schedule::new(5, Duration::from_millis(1))),
     )
-    .unwrap()
-    .with_budget(budget.clone());
+    .budget(budget.clone())
+    .build()
+    .unwrap();
     // Two successful requests deposit enough for exactly one retry.
     for _ in 0..2 {
         retrier.run(|| async { Ok::<_, &str>(()) }).await.unwrap();
@@ -182,14 +199,11 @@ async fn an_empty_budget_returns_the_original_error_marked() {
 async fn observers_see_every_step() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let (retrier, _, op) = script(vec![
-        Verdict::transient(ErrorClass::Conflict),
-        Verdict::Permanent,
-    ]);
-    let _ = retrier
-        .with_observer(move |e: &Event| sink.lock().unwrap().push(*e))
-        .run(op)
-        .await;
+    let (retrier, _, op) = script_with(
+        vec![Verdict::transient(ErrorClass::Conflict), Verdict::Permanent],
+        |b| b.observer(move |e: &Event| sink.lock().unwrap().push(*e)),
+    );
+    let _ = retrier.run(op).await;
     let events = events.lock().unwrap();
     assert!(
         matches!(
@@ -244,13 +258,14 @@ impl keel_retry::Backoff for Steps {
 #[tokio::test(start_paused = true)]
 async fn a_custom_backoff_replaces_the_schedule() {
     let (retrier, calls, op) = script(vec![Verdict::transient(ErrorClass::Other); 10]);
-    let retrier = Retrier::new(
+    let retrier = Retrier::builder(
         RetryPolicy::default()
             .with_default(keel_retry::Schedule::new(10, Duration::from_millis(1))),
     )
-    .unwrap()
-    .with_classifier(*retrier.classifier())
-    .with_backoff(|| Steps(vec![Duration::from_secs(1), Duration::from_secs(2)]));
+    .classifier(*retrier.classifier())
+    .backoff(|| Steps(vec![Duration::from_secs(1), Duration::from_secs(2)]))
+    .build()
+    .unwrap();
     let start = tokio::time::Instant::now();
     let err = retrier.run(op).await.unwrap_err();
     assert_eq!((err.reason(), err.attempts()), (GaveUp::Exhausted, 3));

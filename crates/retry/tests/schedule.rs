@@ -52,13 +52,14 @@ async fn seeded_jitter_gives_the_same_sequence_every_time() {
         .with_seed(42);
     let scheduled = Arc::new(Mutex::new(Vec::new()));
     let sink = scheduled.clone();
-    let retrier = Retrier::new(policy.clone())
-        .unwrap()
-        .with_observer(move |e: &Event| {
+    let retrier = Retrier::builder(policy.clone())
+        .observer(move |e: &Event| {
             if let Event::RetryScheduled { delay, .. } = e {
                 sink.lock().unwrap().push(*delay);
             }
-        });
+        })
+        .build()
+        .unwrap();
     let starts = Arc::new(Mutex::new(Vec::new()));
     let _ = retrier
         .run(|| {
@@ -109,9 +110,10 @@ async fn each_class_follows_its_own_schedule() {
         ErrorClass::Conflict,
         ErrorClass::Connection,
     ];
-    let retrier = Retrier::new(policy)
-        .unwrap()
-        .with_classifier(|class: &ErrorClass| Verdict::no_effect(*class));
+    let retrier = Retrier::builder(policy)
+        .classifier(|class: &ErrorClass| Verdict::no_effect(*class))
+        .build()
+        .unwrap();
     let err = retrier
         .run(|| {
             let starts = starts.clone();

@@ -79,9 +79,10 @@ fn classify(e: &DbError) -> Verdict {
 fn layer() -> RetryLayer<fn(&DbError) -> Verdict> {
     let classify: fn(&DbError) -> Verdict = classify;
     RetryLayer::new(
-        Retrier::new(RetryPolicy::default())
-            .unwrap()
-            .with_classifier(classify),
+        Retrier::builder(RetryPolicy::default())
+            .classifier(classify)
+            .build()
+            .unwrap(),
     )
 }
 

@@ -35,10 +35,11 @@
 //! use keel_retry::service::RetryLayer;
 //!
 //! # fn build() -> Result<(), keel_retry::ConfigError> {
-//! let retrier = Retrier::new(RetryPolicy::database())?
-//!     .with_classifier(|e: &std::io::Error| keel_retry::classify_io(e))
-//!     .with_budget(RetryBudget::new(BudgetConfig::default())?)
-//!     .with_observer(|e: &keel_retry::Event| eprintln!("{e:?}"));
+//! let retrier = Retrier::builder(RetryPolicy::database())
+//!     .classifier(|e: &std::io::Error| keel_retry::classify_io(e))
+//!     .budget(RetryBudget::new(BudgetConfig::default())?)
+//!     .observer(|e: &keel_retry::Event| eprintln!("{e:?}"))
+//!     .build()?;
 //! let _layer = RetryLayer::new(retrier);
 //! # Ok(()) }
 //! ```
