@@ -75,11 +75,12 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// The shared timer is one driver of the core: a deadline came, so it
+/// hands the core the time, as any other driver would.
 impl Expire for Shared {
     fn expire(&self, generation: u64) {
-        let word = self.load();
-        if word.state() == State::Open && word.generation() == generation {
-            self.transition(word, State::HalfOpen, self.now_nanos(), None);
+        if self.load().generation() == generation {
+            self.handle_timeout(self.clock.now());
         }
     }
 }
@@ -88,6 +89,29 @@ impl Shared {
     #[inline]
     pub(super) fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
+    }
+
+    /// When the current open period ends, on the breaker's clock; `None`
+    /// unless the breaker is Open (or the deadline is past the clock's range).
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        if self.load().state() != State::Open {
+            return None;
+        }
+        let until = Duration::from_nanos(self.open_until.load(Ordering::Acquire));
+        self.base.checked_add(until)
+    }
+
+    /// Ends the open period if `now` (on the breaker's clock) has reached
+    /// its deadline: Open moves to HalfOpen. Anything else is left alone.
+    pub(super) fn handle_timeout(&self, now: Instant) {
+        let word = self.load();
+        if word.state() != State::Open {
+            return;
+        }
+        let now = nanos(now.saturating_duration_since(self.base));
+        if now >= self.open_until.load(Ordering::Acquire) {
+            self.transition(word, State::HalfOpen, now, None);
+        }
     }
 
     pub(crate) fn now_nanos(&self) -> u64 {

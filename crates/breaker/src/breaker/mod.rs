@@ -221,6 +221,43 @@ impl CircuitBreaker {
         self.shared.force(State::Disabled);
     }
 
+    /// When the current open period ends, on the breaker's clock; `None`
+    /// unless the breaker is Open. With [`handle_timeout`](Self::handle_timeout),
+    /// this lets any driver end open periods: the shared timer thread does
+    /// (`half_open.automatic`, system clock), a test on a
+    /// [`ManualClock`](crate::ManualClock) or a simulation can too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keel_breaker::{BreakerConfig, CircuitBreaker, Clock, ManualClock, State};
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::builder(
+    ///     BreakerConfig::default()
+    ///         .with_consecutive_failures(Some(1))
+    ///         .with_open_duration(Duration::from_secs(30)),
+    /// )
+    /// .clock(clock.clone())
+    /// .build()?;
+    /// breaker.try_acquire().expect("closed").failure();
+    /// let deadline = breaker.poll_timeout().expect("open");
+    /// assert_eq!(deadline, clock.now() + Duration::from_secs(30));
+    /// clock.advance(Duration::from_secs(30));
+    /// breaker.handle_timeout(clock.now());
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # Ok::<(), keel_breaker::ConfigError>(())
+    /// ```
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.shared.poll_timeout()
+    }
+
+    /// Ends the open period if `now` (on the breaker's clock) has reached
+    /// its deadline: Open moves to HalfOpen. In any other state, or before
+    /// the deadline, nothing happens. See [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&self, now: Instant) {
+        self.shared.handle_timeout(now);
+    }
+
     /// Whether two handles share one breaker.
     pub fn same_breaker(&self, other: &CircuitBreaker) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)

@@ -3,6 +3,7 @@
 use super::rejected::Retry;
 use super::*;
 use crate::ManualClock;
+use crate::clock::Clock;
 use crate::config::{HalfOpenConfig, OpenBackoff, Window};
 use crate::observer::Event;
 
@@ -321,24 +322,56 @@ fn the_timer_moves_an_idle_breaker_to_half_open() {
     assert_eq!(b.info().opens, 2);
 }
 
+/// A breaker on a manual clock, open for `open_for` after one failure,
+/// with the shared timer off: the test drives it.
+fn manual_breaker(open_for: Duration) -> (CircuitBreaker, ManualClock) {
+    breaker(
+        BreakerConfig::default()
+            .with_consecutive_failures(Some(1))
+            .with_open_duration(open_for)
+            .with_half_open(HalfOpenConfig::default().with_automatic(false)),
+    )
+}
+
 #[test]
-fn without_the_timer_the_next_call_ends_the_open_period() {
-    let b = system_breaker(Duration::from_millis(20), false);
+fn without_a_driver_the_next_call_ends_the_open_period() {
+    let (b, clock) = manual_breaker(Duration::from_millis(20));
     fail(&b, 1);
-    std::thread::sleep(Duration::from_millis(40));
+    clock.advance(Duration::from_millis(40));
     assert_eq!(b.state(), State::Open, "nothing moves it but a call");
     assert!(b.try_acquire().unwrap().is_trial());
 }
 
 #[test]
-fn the_timer_leaves_a_reset_breaker_alone() {
-    let b = system_breaker(Duration::from_millis(20), true);
+fn handle_timeout_ends_the_open_period_at_its_deadline_never_before() {
+    let (b, clock) = manual_breaker(Duration::from_secs(30));
+    assert_eq!(b.poll_timeout(), None, "closed: nothing to wait for");
+    fail(&b, 1);
+    let deadline = b.poll_timeout().unwrap();
+    assert_eq!(deadline, clock.now() + Duration::from_secs(30));
+    clock.advance(Duration::from_secs(29));
+    b.handle_timeout(clock.now());
+    assert_eq!(b.state(), State::Open, "not before the deadline");
+    clock.advance(Duration::from_secs(1));
+    b.handle_timeout(clock.now());
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(b.poll_timeout(), None);
+    // A failed trial reopens, with a deadline of its own.
+    b.try_acquire().unwrap().failure();
+    assert!(b.poll_timeout().unwrap() > deadline);
+}
+
+#[test]
+fn handle_timeout_leaves_a_reset_or_forced_breaker_alone() {
+    let (b, clock) = manual_breaker(Duration::from_millis(20));
     fail(&b, 1);
     b.reset();
-    std::thread::sleep(Duration::from_millis(60));
+    clock.advance(Duration::from_millis(60));
+    b.handle_timeout(clock.now());
     assert_eq!(b.state(), State::Closed);
     b.force_open();
-    std::thread::sleep(Duration::from_millis(60));
+    clock.advance(Duration::from_millis(60));
+    b.handle_timeout(clock.now());
     assert_eq!(b.state(), State::ForcedOpen);
 }
 
