@@ -65,6 +65,16 @@ pub struct CloseError {
 }
 
 impl<M: Manager> Pool<M> {
+    /// A pool over `manager` with `config`, built at once (see
+    /// [`PoolBuilder::build`]); [`builder`](Self::builder) adds a name and
+    /// an observer.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub async fn new(manager: M, config: PoolConfig) -> Result<Self, BuildError<M::Error>> {
+        Self::builder(manager).config(config).build().await
+    }
+
     /// Starts building a pool over `manager` with the default config.
     pub fn builder(manager: M) -> PoolBuilder<M> {
         PoolBuilder {

@@ -225,11 +225,7 @@ impl Manager for Fake {
 
 /// A pool over `fake` with `config`.
 pub(crate) async fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
-    Pool::builder(fake.clone())
-        .config(config)
-        .build()
-        .await
-        .unwrap()
+    Pool::new(fake.clone(), config).await.unwrap()
 }
 
 /// Polls `check` until it holds; fails after 10 s (a liveness bound, not
