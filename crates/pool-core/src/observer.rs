@@ -145,6 +145,14 @@ where
     }
 }
 
+/// Both observers, in order: how telemetry and health watch one component.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_event(&self, event: &Event<'_>) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
 /// An observer slot that costs nothing when empty.
 #[derive(Default)]
 pub(crate) struct Observers(Option<Box<dyn Observer>>);

@@ -66,6 +66,14 @@ where
     }
 }
 
+/// Both observers, in order: how telemetry and health watch one component.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_event(&self, event: &Event) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
 /// A shared observer with a Debug that does not try to print the closure.
 #[derive(Clone)]
 pub(crate) struct SharedObserver(pub(crate) std::sync::Arc<dyn Observer>);

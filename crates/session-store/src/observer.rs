@@ -55,6 +55,14 @@ where
     }
 }
 
+/// Both observers, in order: how telemetry and health watch one component.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_event(&self, event: &Event<'_>) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
 /// An observer that ignores every event.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopObserver;

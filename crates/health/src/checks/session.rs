@@ -1,0 +1,32 @@
+//! A session store: can it answer?
+
+use keel_session_store::SessionStore;
+
+use crate::status::error_chain;
+use crate::{HealthCheck, Outcome};
+
+/// Checks a session store by counting its sessions: Healthy with the count
+/// in the details (`sessions`), Unhealthy with the store's error.
+#[derive(Debug)]
+pub struct SessionStoreCheck<S> {
+    store: S,
+}
+
+impl<S: SessionStore> SessionStoreCheck<S> {
+    /// Checks `store` (a clone or an `Arc` of the one the service uses).
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+}
+
+impl<S: SessionStore> HealthCheck for SessionStoreCheck<S> {
+    async fn check(&self) -> Outcome {
+        match self.store.len().await {
+            Ok(sessions) => Outcome::healthy().with_detail("sessions", sessions),
+            Err(error) => Outcome::unhealthy(format!(
+                "the session store did not answer: {}",
+                error_chain(&error)
+            )),
+        }
+    }
+}
