@@ -19,20 +19,9 @@ fn status_of(state: State) -> Status {
     }
 }
 
-fn state_name(state: State) -> &'static str {
-    match state {
-        State::Closed => "closed",
-        State::Open => "open",
-        State::HalfOpen => "half_open",
-        State::ForcedOpen => "forced_open",
-        State::Disabled => "disabled",
-        _ => "unknown",
-    }
-}
-
 fn describe(info: &Info) -> Value {
     json!({
-        "state": state_name(info.state),
+        "state": info.state.as_str(),
         "consecutive_failures": info.consecutive_failures,
         "opens": info.opens,
         "rejections": info.rejections,
@@ -42,7 +31,7 @@ fn describe(info: &Info) -> Value {
 
 fn message(name: &str, state: State) -> String {
     let name = if name.is_empty() { "the breaker" } else { name };
-    format!("{name} is {}", state_name(state).replace('_', "-"))
+    format!("{name} is {}", state.as_str().replace('_', "-"))
 }
 
 /// A breaker's state, read when the check runs. Add the [`Signal`]
@@ -141,7 +130,7 @@ impl Observer for Signal {
                 Status::Healthy => Outcome::healthy(),
                 _ => Outcome::new(status, Some(message(name, to))),
             };
-            self.set(outcome.with_detail("state", state_name(to)));
+            self.set(outcome.with_detail("state", to.as_str()));
         }
     }
 }
