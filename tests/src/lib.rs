@@ -1,4 +1,90 @@
-//! What keel's cross-crate tests share: where the databases are.
+//! What keel's cross-crate tests share: where the databases are, a
+//! process-wide Prometheus recorder, and scrapes read with a text-format
+//! parser.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    reason = "test helpers: a failure panics the test, by design"
+)]
+
+use std::sync::OnceLock;
+
+use keel_pool_core::{PgManager, Pool, sqlx};
+use keel_telemetry::PrometheusHandle;
+use prometheus_parse::{Scrape, Value};
 
 /// The shared PostgreSQL of these machines (trust auth).
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Installs `keel_raise(code)` on the database: it raises an error with
+/// that SQLSTATE, so a test can make a real server fail as it chooses
+/// (`40001` a serialization failure, `XX000` an internal error).
+pub async fn install_sql_helpers(pool: &Pool<PgManager>) {
+    let mut conn = pool.get().await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    // Concurrent CREATE OR REPLACE of one function can fail; take turns.
+    sqlx::query("SELECT pg_advisory_xact_lock(7315)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE OR REPLACE FUNCTION keel_raise(code text) RETURNS int LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'keel test error %', code USING ERRCODE = code; END $$",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The recorder every test of one test binary records into, installed on
+/// first use with keel's settings. Tests label their components with names
+/// of their own, so they can share it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| keel_telemetry::install().expect("the first recorder of this process"))
+}
+
+/// A parsed scrape.
+#[derive(Debug)]
+pub struct Metrics(Scrape);
+
+impl Metrics {
+    /// Parses the text format.
+    pub fn parse(text: &str) -> Self {
+        Self(Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid text format"))
+    }
+
+    /// The one sample named `name` whose labels include `labels` (a
+    /// histogram gives its count); `None` when there is none.
+    ///
+    /// # Panics
+    /// When several samples match: the test's labels are too loose.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = self.0.samples.iter().filter(|s| {
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        });
+        let first = found.next()?;
+        assert!(
+            found.next().is_none(),
+            "{name} {labels:?} matches several samples"
+        );
+        Some(match &first.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => f64::NAN,
+        })
+    }
+
+    /// `get`, or zero when the series does not exist.
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+}
