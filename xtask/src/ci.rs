@@ -97,6 +97,19 @@ fn standalone() -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+    // health and telemetry build clean with none of their integrations
+    // (each one alone is a cfg of the same code the all-features run sees).
+    for package in ["keel-health", "keel-telemetry"] {
+        status(cargo(&[
+            "clippy",
+            "-p",
+            package,
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     // The session store builds clean with no backend and with sled alone
     // (the workspace checks above see only all features at once).
     for features in ["", "sled"] {

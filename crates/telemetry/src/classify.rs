@@ -1,6 +1,7 @@
 //! How an operation ended, and the class of its error: bounded label
 //! values, never the error's text.
 
+#[cfg(feature = "tower")]
 use std::error::Error;
 
 /// How an operation through a [`TelemetryLayer`](crate::TelemetryLayer) ended.
@@ -40,6 +41,7 @@ impl OperationOutcome {
         }
     }
 
+    #[cfg(feature = "tower")]
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -57,6 +59,7 @@ pub const ERROR_TYPES: [&str; 8] = [
     "other",
 ];
 
+#[cfg(feature = "tower")]
 /// The outcome and `error.type` index of a failed operation, from the
 /// first error in its source chain that keel knows.
 pub(crate) fn classify(error: &(dyn Error + 'static)) -> (OperationOutcome, usize) {
@@ -70,6 +73,7 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> (OperationOutcome, usiz
     (OperationOutcome::Error, index("other"))
 }
 
+#[cfg(feature = "tower")]
 fn index(name: &str) -> usize {
     ERROR_TYPES
         .iter()
@@ -77,6 +81,7 @@ fn index(name: &str) -> usize {
         .unwrap_or(ERROR_TYPES.len() - 1)
 }
 
+#[cfg(feature = "tower")]
 fn known(error: &(dyn Error + 'static)) -> Option<(OperationOutcome, usize)> {
     use OperationOutcome::{Error as Failed, Rejected, Timeout};
     #[cfg(feature = "breaker")]
@@ -119,7 +124,7 @@ fn known(error: &(dyn Error + 'static)) -> Option<(OperationOutcome, usize)> {
     None
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tower"))]
 mod tests {
     use super::*;
 

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "breaker")]
 mod breaker;
+#[cfg(any(feature = "pool", feature = "breaker", feature = "session-store"))]
 mod cache;
 mod classify;
 mod collect;
@@ -29,16 +30,16 @@ pub use classify::{ERROR_TYPES, OperationOutcome};
 pub use collect::Collect;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use layer::{ResponseFuture, Telemetry, TelemetryLayer};
-pub use names::describe;
+pub use layer::{FLUSH_INTERVAL, ResponseFuture, Telemetry, TelemetryLayer, flush};
+pub use names::{LATENCY_BUCKETS, describe};
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use pool::{PoolGauges, PoolMetrics};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use prometheus::{
-    BuildError, LATENCY_BUCKETS, MetricsService, PrometheusBuilder, PrometheusHandle,
-    UPKEEP_INTERVAL, install, prometheus_builder,
+    BuildError, MetricsService, PrometheusBuilder, PrometheusHandle, UPKEEP_INTERVAL, install,
+    prometheus_builder,
 };
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]

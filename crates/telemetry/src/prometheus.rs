@@ -12,15 +12,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 pub use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 
-use crate::Collect;
-
-/// Histogram bucket bounds, in seconds: 50 µs to 10 s, about three per
-/// decade, so a 200 µs `SELECT 1` and a 3 s report both land in a bucket
-/// that tells them apart.
-pub const LATENCY_BUCKETS: [f64; 18] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 7.5, 10.0,
-];
+use crate::{Collect, LATENCY_BUCKETS};
 
 /// How often [`install`] drains recorded histogram samples into buckets,
 /// so memory stays flat between scrapes.
@@ -43,7 +35,10 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
 /// Installs [`prometheus_builder`]'s recorder as the process's global
 /// `metrics` recorder, describes every keel metric, and starts a thread
 /// (`keel-metrics-upkeep`) that drains histogram samples every
-/// [`UPKEEP_INTERVAL`]. Call it once, at startup, before building the
+/// [`UPKEEP_INTERVAL`]. [`TelemetryLayer`](crate::TelemetryLayer)s made
+/// after it keep their latency histogram in their own per-thread buckets,
+/// which [`MetricsService`] renders: the exporter would store each call as
+/// a sample until the scrape. Call it once, at startup, before building the
 /// layers and observers: they resolve their handles through the recorder
 /// installed when they are made.
 ///
@@ -55,6 +50,8 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = prometheus_builder()?.install_recorder()?;
     crate::describe();
+    #[cfg(feature = "tower")]
+    crate::layer::render_natively();
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("keel-metrics-upkeep".into())
@@ -124,10 +121,16 @@ impl MetricsService {
 
     /// Runs the collectors and renders the text format.
     pub fn render(&self) -> String {
+        #[cfg(feature = "tower")]
+        crate::flush();
         for collector in self.collectors.iter() {
             collector.collect();
         }
-        self.handle.render()
+        #[allow(unused_mut, reason = "appended to with the tower feature only")]
+        let mut text = self.handle.render();
+        #[cfg(feature = "tower")]
+        crate::layer::render_histograms(&mut text);
+        text
     }
 
     /// The answer to one request.

@@ -45,7 +45,7 @@ async fn outcomes_errors_and_in_flight_calls_are_counted() {
     let slow = tokio::time::timeout(Duration::from_secs(1), svc.clone().oneshot(2)).await;
     assert!(slow.is_err());
 
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     let duration = "db_client_operation_duration_seconds_count";
     let by = |outcome| value(&s, duration, &[("name", "orders"), ("outcome", outcome)]);
     assert_eq!(by("ok"), Some(10.0));
@@ -81,7 +81,7 @@ async fn a_call_the_breaker_turns_away_is_rejected_not_failed() {
         .layer(CircuitBreakerLayer::new(breaker))
         .service(service_fn(answer));
     svc.oneshot(5).await.unwrap_err();
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     let duration = "db_client_operation_duration_seconds_count";
     assert_eq!(
         value(
@@ -127,14 +127,14 @@ async fn the_series_count_stays_flat_over_100k_distinct_statements() {
             .oneshot(format!("SELECT * FROM t WHERE id = {i}"))
             .await;
     }
-    let after_ten = series(&metrics.handle.render());
+    let after_ten = series(&metrics.render());
     for i in 10..100_000 {
         let _ = svc
             .clone()
             .oneshot(format!("SELECT * FROM t WHERE id = {i}"))
             .await;
     }
-    let text = metrics.handle.render();
+    let text = metrics.render();
     assert_eq!(series(&text), after_ten);
     assert!(!text.contains("SELECT"));
     let s = scrape(&text);

@@ -28,7 +28,7 @@ async fn breaker_transitions_rejections_and_state() {
     }
     breaker.reset();
     gauges.collect();
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     let t = "keel_breaker_transitions_total";
     assert_eq!(
         value(
@@ -79,7 +79,7 @@ async fn breaker_transitions_rejections_and_state() {
         state: keel_breaker::State::Open,
         retry_after: None,
     });
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     assert_eq!(
         value(&s, "keel_breaker_rejections_total", &[("name", "users")]),
         Some(1.0)
@@ -107,7 +107,7 @@ async fn retries_and_give_ups_by_class_and_reason() {
         .await;
     assert!(result.is_err());
     let attempts = f64::from(calls.load(Ordering::SeqCst));
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     let failed = value(
         &s,
         "keel_retry_attempts_failed_total",
@@ -149,7 +149,7 @@ async fn session_store_operations() {
     let stale = b.version;
     store.update(&b.id, stale, b.data.clone()).await.unwrap();
     assert!(store.update(&b.id, stale, b.data.clone()).await.is_err());
-    let s = scrape(&metrics.handle.render());
+    let s = scrape(&metrics.render());
     let op = |operation| {
         value(
             &s,

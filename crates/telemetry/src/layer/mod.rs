@@ -2,21 +2,20 @@
 //! span for every operation through a tower stack.
 
 mod future;
+mod stats;
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use metrics::{Counter, Gauge, Histogram};
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use future::ResponseFuture;
+pub use stats::{FLUSH_INTERVAL, flush};
+#[cfg(feature = "prometheus")]
+pub(crate) use stats::{render_histograms, render_natively};
 
 use crate::BoxError;
-use crate::classify::{ERROR_TYPES, OperationOutcome};
-use crate::names::{
-    ERROR_TYPE, NAME, OPERATION_DURATION, OPERATION_ERRORS, OPERATIONS_IN_FLIGHT, OUTCOME,
-};
+use stats::{Labels, LayerStats};
 
 /// Measures every call through the service it wraps: latency by outcome
 /// (`db.client.operation.duration`, whose count is the outcome counter),
@@ -28,8 +27,14 @@ use crate::names::{
 /// the latency, a rejection by the breaker as `rejected`). Labels are the
 /// layer's name, the outcome and the error class: never SQL text, ids or
 /// other input, so the series count stays flat however many distinct
-/// statements run. The metric handles are resolved once, here, through the
-/// recorder installed at that moment: install it first.
+/// statements run.
+///
+/// A call only adds to counters of its own thread (no lock, no shared
+/// cache line, no reference count); [`flush`] moves them into the metric
+/// handles, at each scrape of [`MetricsService`](crate::MetricsService)
+/// and every [`FLUSH_INTERVAL`] on a thread of its own. The handles are
+/// resolved once per label set (name, system, address), through the
+/// recorder installed when that set is first seen: install it first.
 ///
 /// ```
 /// use keel_telemetry::TelemetryLayer;
@@ -44,61 +49,54 @@ use crate::names::{
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct TelemetryLayer {
-    shared: Arc<Shared>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Shared {
-    pub(crate) name: Arc<str>,
-    pub(crate) db_system: Option<Arc<str>>,
-    pub(crate) server_address: Option<Arc<str>>,
-    /// By [`OperationOutcome::index`].
-    pub(crate) durations: [Histogram; OperationOutcome::ALL.len()],
-    /// By index into [`ERROR_TYPES`].
-    pub(crate) errors: [Counter; ERROR_TYPES.len()],
-    pub(crate) in_flight: Gauge,
+    stats: &'static LayerStats,
 }
 
 impl TelemetryLayer {
     /// Measures calls under `name` (the `name` label; the database or stack
     /// the service talks to).
     pub fn new(name: impl Into<String>) -> Self {
-        let name: Arc<str> = name.into().into();
-        let label = name.to_string();
-        let durations = OperationOutcome::ALL.map(|outcome| {
-            metrics::histogram!(OPERATION_DURATION, NAME => label.clone(), OUTCOME => outcome.as_str())
-        });
-        let errors = ERROR_TYPES.map(|error_type| {
-            metrics::counter!(OPERATION_ERRORS, NAME => label.clone(), ERROR_TYPE => error_type)
-        });
-        let in_flight = metrics::gauge!(OPERATIONS_IN_FLIGHT, NAME => label);
+        Self::with_labels(Labels {
+            name: name.into().into_boxed_str(),
+            db_system: None,
+            server_address: None,
+        })
+    }
+
+    fn with_labels(labels: Labels) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                name,
-                db_system: None,
-                server_address: None,
-                durations,
-                errors,
-                in_flight,
-            }),
+            stats: LayerStats::intern(labels),
+        }
+    }
+
+    fn labels(&self) -> Labels {
+        let l = &self.stats.labels;
+        Labels {
+            name: l.name.clone(),
+            db_system: l.db_system.clone(),
+            server_address: l.server_address.clone(),
         }
     }
 
     /// The `db.system.name` span attribute (`postgresql`, `mysql`, `sqlite`).
     #[must_use]
-    pub fn db_system(mut self, system: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.shared).db_system = Some(system.into().into());
-        self
+    pub fn db_system(self, system: impl Into<String>) -> Self {
+        Self::with_labels(Labels {
+            db_system: Some(system.into().into_boxed_str()),
+            ..self.labels()
+        })
     }
 
     /// The `server.address` span attribute (`host:port`, never a URL with
     /// credentials).
     #[must_use]
-    pub fn server_address(mut self, address: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.shared).server_address = Some(address.into().into());
-        self
+    pub fn server_address(self, address: impl Into<String>) -> Self {
+        Self::with_labels(Labels {
+            server_address: Some(address.into().into_boxed_str()),
+            ..self.labels()
+        })
     }
 }
 
@@ -108,7 +106,7 @@ impl<S> Layer<S> for TelemetryLayer {
     fn layer(&self, inner: S) -> Telemetry<S> {
         Telemetry {
             inner,
-            shared: Arc::clone(&self.shared),
+            stats: self.stats,
         }
     }
 }
@@ -118,7 +116,7 @@ impl<S> Layer<S> for TelemetryLayer {
 #[derive(Clone, Debug)]
 pub struct Telemetry<S> {
     inner: S,
-    shared: Arc<Shared>,
+    stats: &'static LayerStats,
 }
 
 impl<S> Telemetry<S> {
@@ -152,12 +150,12 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let shared = &self.shared;
+        let labels = &self.stats.labels;
         let span = tracing::info_span!(
             "db.operation",
-            otel.name = &*shared.name,
-            db.system.name = shared.db_system.as_deref(),
-            server.address = shared.server_address.as_deref(),
+            otel.name = &*labels.name,
+            db.system.name = labels.db_system.as_deref(),
+            server.address = labels.server_address.as_deref(),
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
@@ -165,6 +163,6 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(inner, span, Arc::clone(shared))
+        ResponseFuture::new(inner, span, self.stats)
     }
 }

@@ -9,6 +9,14 @@ pub(crate) struct Local {
     _guard: metrics::LocalRecorderGuard<'static>,
 }
 
+impl Local {
+    /// Flushes the layers' counts, then renders.
+    pub(crate) fn render(&self) -> String {
+        keel_telemetry::flush();
+        self.handle.render()
+    }
+}
+
 /// Installs a fresh recorder as this thread's default (tests run on a
 /// current-thread runtime, so every task records into it).
 pub(crate) fn local() -> Local {

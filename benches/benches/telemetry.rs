@@ -1,0 +1,180 @@
+//! What telemetry and health cost per call, with the Prometheus recorder
+//! installed and no tracing subscriber (a service that has not configured
+//! tracing; every span here is disabled at its callsite).
+//!
+//! Groups:
+//! - `telemetry layer, N task(s)`: a ready no-op `http` service (`bare`)
+//!   wrapped by keel's `TelemetryLayer` (`keel`), tower-http's `TraceLayer`
+//!   with its defaults, and a naive layer that calls `metrics::histogram!`
+//!   and `counter!` by name on every call (a hand-written future, no box:
+//!   only the by-name lookup differs from keel).
+//! - `health probe, 1 task`: `/health/ready` and `/health/detailed`
+//!   through keel-health's tower service, answered from cached results.
+
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use keel_benches::{Subject, bench, runtime, title};
+use keel_health::{HealthConfig, HealthRegistry, HealthService, Outcome};
+use keel_telemetry::TelemetryLayer;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::trace::TraceLayer;
+
+/// The bare service: answers at once.
+#[derive(Clone, Copy)]
+struct Noop;
+
+impl Service<Request<String>> for Noop {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// Calls a tower service over `http` types with a fresh request (the same
+/// request cost in every entry, `bare` included).
+#[derive(Clone)]
+struct Http<S>(S);
+
+impl<S> Subject for Http<S>
+where
+    S: Service<Request<String>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    S::Response: Send,
+{
+    async fn call(&mut self) {
+        if let Ok(svc) = self.0.ready().await {
+            let _ = black_box(svc.call(Request::new(String::new())).await);
+        }
+    }
+}
+
+/// Records latency and a call count through the `metrics!` macros, looked
+/// up by name on every call.
+#[derive(Clone)]
+struct Naive<S>(S);
+
+impl<S: Service<Request<String>>> Service<Request<String>> for Naive<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = NaiveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<String>) -> Self::Future {
+        NaiveFuture {
+            inner: self.0.call(request),
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    struct NaiveFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+    }
+}
+
+impl<F: Future<Output = Result<T, E>>, T, E> Future for NaiveFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        let outcome = if output.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("naive.duration", "name" => "orders", "outcome" => outcome)
+            .record(this.started.elapsed());
+        metrics::counter!("naive.calls", "name" => "orders", "outcome" => outcome).increment(1);
+        Poll::Ready(output)
+    }
+}
+
+fn layers(c: &mut Criterion) {
+    keel_telemetry::install().expect("the only recorder of this process");
+    let rt = runtime(2);
+    for tasks in [1, 2] {
+        let mut g = c.benchmark_group(title("telemetry layer", tasks));
+        g.measurement_time(Duration::from_secs(3));
+        bench(&mut g, &rt, tasks, "bare", Http(Noop));
+        let keel = TelemetryLayer::new("orders").db_system("postgresql");
+        bench(&mut g, &rt, tasks, "keel", Http(keel.layer(Noop)));
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "tower-http TraceLayer (defaults)",
+            Http(TraceLayer::new_for_http().layer(Noop)),
+        );
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "naive metrics! by name",
+            Http(Naive(Noop)),
+        );
+        g.finish();
+    }
+}
+
+/// A registry with a passing and a failing check and a signal, refreshed
+/// once: probes read only the cache.
+fn probes(c: &mut Criterion) {
+    let rt = runtime(2);
+    let health = rt.block_on(async {
+        let health = HealthRegistry::builder(HealthConfig::default())
+            .check("orders-db", || async {
+                Outcome::healthy().with_detail("pool", 4)
+            })
+            .check("cache", || async { Outcome::degraded("slow") })
+            .signal("orders-db breaker", &keel_health::Signal::new())
+            .build()
+            .expect("valid schedule");
+        health.refresh().await;
+        health
+    });
+    let service = HealthService::new(health);
+    let mut g = c.benchmark_group(title("health probe", 1));
+    g.measurement_time(Duration::from_secs(3));
+    for path in ["/health/ready", "/health/detailed"] {
+        let subject = Probe(service.clone(), path);
+        bench(&mut g, &rt, 1, path, subject);
+    }
+    g.finish();
+}
+
+#[derive(Clone)]
+struct Probe(HealthService, &'static str);
+
+impl Subject for Probe {
+    async fn call(&mut self) {
+        let request = Request::get(self.1).body(()).expect("a valid path");
+        let _ = black_box(self.0.call(request).await);
+    }
+}
+
+criterion_group!(benches, layers, probes);
+criterion_main!(benches);
