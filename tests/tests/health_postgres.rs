@@ -10,8 +10,8 @@ use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
 use keel_health::checks::PoolCheck;
 use keel_health::{HealthConfig, HealthRegistry, HealthService, Signal, Status};
 use keel_pool_core::{DatabaseUrl, PgManager, Pool, op, sqlx};
-use keel_telemetry::BreakerMetrics;
-use keel_tests::{POSTGRES_URL, dead_port, install_sql_helpers};
+use keel_telemetry::{BreakerMetrics, MetricsService, PoolGauges, PoolMetrics, TelemetryLayer};
+use keel_tests::{Metrics, POSTGRES_URL, dead_port, install_sql_helpers, prometheus};
 use tower::{ServiceBuilder, ServiceExt};
 
 async fn pool(url: &str) -> Pool<PgManager> {
@@ -144,4 +144,76 @@ async fn a_breaker_opened_by_failures_flips_readiness_at_once() {
 
     breaker.reset();
     assert_eq!(get(&probes, "/health/ready").await.0, 200);
+}
+
+/// The README's "Health probes and metrics" stack: probes and `/metrics`
+/// mounted in one axum router, answered after a few calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_stack_serves_probes_and_metrics_from_one_router() {
+    let prometheus = prometheus().clone();
+    let url: DatabaseUrl = POSTGRES_URL.parse().unwrap();
+    let pool = Pool::builder(PgManager::from_url(&url).unwrap())
+        .name("readme")
+        .observer(PoolMetrics::new())
+        .build()
+        .await
+        .unwrap();
+    let breaker_signal = Signal::new();
+    let breaker = CircuitBreaker::builder(BreakerConfig::default())
+        .name("readme")
+        .observer((BreakerMetrics::new(), breaker_signal.clone()))
+        .build()
+        .unwrap();
+    let db = ServiceBuilder::new()
+        .layer(TelemetryLayer::new("readme").db_system("postgresql"))
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service(pool.service());
+    for n in 0..3_i32 {
+        let got: i32 = db
+            .clone()
+            .oneshot(op::fetch_one(move || {
+                sqlx::query_scalar("SELECT $1::int4").bind(n)
+            }))
+            .await
+            .unwrap();
+        assert_eq!(got, n);
+    }
+    let health = HealthRegistry::builder(hourly())
+        .check("orders-db", PoolCheck::new(pool.clone()))
+        .signal("orders-db breaker", &breaker_signal)
+        .build()
+        .unwrap();
+    health.refresh().await;
+    let app: axum::Router = axum::Router::new()
+        .merge(keel_health::router(HealthService::new(health.clone())))
+        .route_service(
+            "/metrics",
+            MetricsService::new(prometheus).collect(PoolGauges::new(pool.clone())),
+        );
+    let ask = |path: &'static str| {
+        app.clone().oneshot(
+            http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+    };
+    assert_eq!(ask("/health/ready").await.unwrap().status(), 200);
+    let scrape = ask("/metrics").await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    let body = scrape.into_body().collect().await.unwrap().to_bytes();
+    let metrics = Metrics::parse(std::str::from_utf8(&body).unwrap());
+    let ok = [("name", "readme"), ("outcome", "ok")];
+    assert_eq!(
+        metrics.get("db_client_operation_duration_seconds", &ok),
+        Some(3.0)
+    );
+    let idle = [
+        ("db_client_connection_pool_name", "readme"),
+        ("db_client_connection_state", "idle"),
+    ];
+    assert!(metrics.get("db_client_connection_count", &idle).unwrap() >= 1.0);
+
+    health.drain();
+    assert_eq!(ask("/health/ready").await.unwrap().status(), 503);
+    assert_eq!(ask("/health").await.unwrap().status(), 200);
 }

@@ -1,5 +1,7 @@
 //! A session store: can it answer?
 
+use std::sync::Arc;
+
 use keel_session_store::SessionStore;
 
 use crate::status::error_chain;
@@ -9,12 +11,12 @@ use crate::{HealthCheck, Outcome};
 /// in the details (`sessions`), Unhealthy with the store's error.
 #[derive(Debug)]
 pub struct SessionStoreCheck<S> {
-    store: S,
+    store: Arc<S>,
 }
 
 impl<S: SessionStore> SessionStoreCheck<S> {
-    /// Checks `store` (a clone or an `Arc` of the one the service uses).
-    pub fn new(store: S) -> Self {
+    /// Checks `store`, shared with the service that uses it.
+    pub fn new(store: Arc<S>) -> Self {
         Self { store }
     }
 }
