@@ -99,12 +99,19 @@ fn standalone() -> Result<(), String> {
     ]))?;
     // health and telemetry build clean with none of their integrations
     // (each one alone is a cfg of the same code the all-features run sees).
-    for package in ["keel-health", "keel-telemetry"] {
+    for (package, features) in [
+        ("keel-health", ""),
+        ("keel-telemetry", ""),
+        ("keel-telemetry", "tower"),
+        ("keel", ""),
+    ] {
         status(cargo(&[
             "clippy",
             "-p",
             package,
             "--no-default-features",
+            "--features",
+            features,
             "--",
             "-D",
             "warnings",

@@ -30,7 +30,9 @@ pub use classify::{ERROR_TYPES, OperationOutcome};
 pub use collect::Collect;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use layer::{FLUSH_INTERVAL, ResponseFuture, Telemetry, TelemetryLayer, flush};
+pub use layer::{
+    FLUSH_INTERVAL, OperationCounts, ResponseFuture, Telemetry, TelemetryLayer, flush,
+};
 pub use names::{LATENCY_BUCKETS, describe};
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use future::ResponseFuture;
-pub use stats::{FLUSH_INTERVAL, flush};
+pub use stats::{FLUSH_INTERVAL, OperationCounts, flush};
 #[cfg(feature = "prometheus")]
 pub(crate) use stats::{render_histograms, render_natively};
 
@@ -78,6 +78,13 @@ impl TelemetryLayer {
             db_system: l.db_system.clone(),
             server_address: l.server_address.clone(),
         }
+    }
+
+    /// What calls through this layer (and every other layer with the same
+    /// name, system and address) have done so far: counts by outcome and
+    /// total latency, read at once from the per-thread counters.
+    pub fn snapshot(&self) -> OperationCounts {
+        self.stats.snapshot()
     }
 
     /// The `db.system.name` span attribute (`postgresql`, `mysql`, `sqlite`).

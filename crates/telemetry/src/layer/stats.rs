@@ -5,6 +5,7 @@
 //! added. One `LayerStats` per label set, interned for the process: a name
 //! is one series set, as the recorder sees it anyway.
 
+#[cfg(feature = "prometheus")]
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -114,6 +115,7 @@ static NATIVE: AtomicBool = AtomicBool::new(false);
 /// the `metrics` facade but written by [`render_histograms`]: the
 /// Prometheus exporter stores every histogram sample until it renders, so
 /// pushing a layer's calls through it would cost a push per call again.
+#[cfg(feature = "prometheus")]
 pub(crate) fn render_natively() {
     NATIVE.store(true, Ordering::Release);
 }
@@ -159,6 +161,33 @@ impl LayerStats {
         let slot = &self.slots[thread_slot() % self.slots.len()];
         slot.started.fetch_add(1, Ordering::Relaxed);
         slot
+    }
+
+    /// What the layer has counted so far, read from every slot.
+    pub(crate) fn snapshot(&self) -> OperationCounts {
+        let mut by_outcome = [0u64; OUTCOMES];
+        let mut nanos = 0u64;
+        let mut started = 0u64;
+        for slot in &self.slots {
+            started += slot.started.load(Ordering::Relaxed);
+            for (o, buckets) in slot.latency.iter().enumerate() {
+                for cell in buckets {
+                    by_outcome[o] += cell.count.load(Ordering::Relaxed);
+                    nanos = nanos.wrapping_add(cell.nanos.load(Ordering::Relaxed));
+                }
+            }
+        }
+        let at = |outcome: OperationOutcome| by_outcome[outcome.index()];
+        let finished: u64 = by_outcome.iter().sum();
+        OperationCounts {
+            ok: at(OperationOutcome::Ok),
+            error: at(OperationOutcome::Error),
+            rejected: at(OperationOutcome::Rejected),
+            timeout: at(OperationOutcome::Timeout),
+            cancelled: at(OperationOutcome::Cancelled),
+            in_flight: started.saturating_sub(finished),
+            total_latency: Duration::from_nanos(nanos),
+        }
     }
 
     /// Pushes what was counted since the last flush into the handles: each
@@ -208,6 +237,50 @@ impl LayerStats {
     }
 }
 
+/// What a [`TelemetryLayer`](crate::TelemetryLayer) has counted since the
+/// process started (every layer of the same label set together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OperationCounts {
+    /// Calls that succeeded.
+    pub ok: u64,
+    /// Calls that failed.
+    pub error: u64,
+    /// Calls a breaker turned away.
+    pub rejected: u64,
+    /// Calls a timeout ended.
+    pub timeout: u64,
+    /// Calls dropped before they finished.
+    pub cancelled: u64,
+    /// Calls under way now.
+    pub in_flight: u64,
+    /// Time spent in all finished calls.
+    pub total_latency: Duration,
+}
+
+impl OperationCounts {
+    /// Finished calls, whatever their outcome.
+    pub fn total(&self) -> u64 {
+        self.ok + self.failed() + self.cancelled
+    }
+
+    /// Calls that did not succeed: failed, rejected or timed out.
+    pub fn failed(&self) -> u64 {
+        self.error + self.rejected + self.timeout
+    }
+
+    /// The mean latency of finished calls (zero before the first).
+    pub fn mean_latency(&self) -> Duration {
+        let total = self.total();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(
+            u64::try_from(self.total_latency.as_nanos() / u128::from(total)).unwrap_or(u64::MAX),
+        )
+    }
+}
+
 /// Pushes every [`TelemetryLayer`](crate::TelemetryLayer)'s counts into its
 /// metrics handles. [`MetricsService`](crate::MetricsService) calls it
 /// before each scrape, and a thread (`keel-telemetry-flush`) every
@@ -226,6 +299,7 @@ pub fn flush() {
 /// Appends, in the Prometheus text format, the latency histogram of every
 /// layer made after [`render_natively`]: `db_client_operation_duration_seconds`
 /// with `name` and `outcome` labels, its buckets, sum and count.
+#[cfg(feature = "prometheus")]
 pub(crate) fn render_histograms(out: &mut String) {
     let registry: Vec<&'static LayerStats> = REGISTRY
         .lock()
@@ -268,6 +342,7 @@ pub(crate) fn render_histograms(out: &mut String) {
 }
 
 /// A label value as the text format wants it.
+#[cfg(feature = "prometheus")]
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -324,6 +399,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "prometheus")]
     #[test]
     fn the_native_histogram_puts_each_call_in_its_bucket() {
         render_natively();
@@ -369,6 +445,7 @@ mod tests {
         assert!((sum - 20.003_111).abs() < 1e-9, "{sum}");
     }
 
+    #[cfg(feature = "prometheus")]
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("eu \"west\"\\1\n"), "eu \\\"west\\\"\\\\1\\n");
