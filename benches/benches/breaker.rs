@@ -111,7 +111,86 @@ fn tower_layers(c: &mut Criterion) {
             .expect("default config is valid")
             .layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "tower-resilience", Tower(resilience));
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "floor: a handle per call",
+            Tower(HandlePerCall::new(bare_service::<std::io::Error>())),
+        );
         g.finish();
+    }
+}
+
+/// The least a tower breaker does per call: its response future must be
+/// `'static` yet report back, so it takes a reference-counted handle in
+/// `call` (one per service clone, as keel's, so no line is shared between
+/// cores) and counts the outcome through it when the inner future ends.
+struct HandlePerCall<S> {
+    inner: S,
+    handle: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: Clone> Clone for HandlePerCall<S> {
+    /// A handle of its own per clone, as keel's service takes.
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone())
+    }
+}
+
+impl<S> HandlePerCall<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            handle: Arc::default(),
+        }
+    }
+}
+
+impl<S: tower::Service<()>> tower::Service<()> for HandlePerCall<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = HandleFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ()) -> Self::Future {
+        HandleFuture {
+            inner: self.inner.call(request),
+            handle: Some(Arc::clone(&self.handle)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct HandleFuture<F> {
+        #[pin]
+        inner: F,
+        handle: Option<Arc<std::sync::atomic::AtomicU64>>,
+    }
+}
+
+impl<F: std::future::Future<Output = Result<T, E>>, T, E> std::future::Future for HandleFuture<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let Some(handle) = this.handle.take() {
+            handle.fetch_add(
+                u64::from(output.is_ok()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        std::task::Poll::Ready(output)
     }
 }
 

@@ -6,6 +6,9 @@
 //! - `keel`: `pool.get()` then the query; `keel service`: the same through
 //!   the pool's tower service and `op::execute`; `keel + retry + breaker`:
 //!   that service under keel's retry and circuit-breaker layers;
+//!   `keel Database`: the batteries (`keel::PgDatabase`: telemetry, retry,
+//!   breaker, pool, health checks running) with `execute`, and with
+//!   `fetch_one` of the `i32`;
 //! - sqlx's `PgPool` (default: it pings on acquire; and with
 //!   `test_before_acquire(false)`), deadpool-postgres and bb8-postgres
 //!   (tokio-postgres, one simple-protocol round trip per query).
@@ -106,6 +109,41 @@ fn keel_stack(
     let breaker =
         CircuitBreaker::new(BreakerConfig::default()).expect("the default config is valid");
     RetryLayer::new(retrier).layer(CircuitBreakerLayer::new(breaker).layer(pool.service()))
+}
+
+// ---- the batteries ----
+#[derive(Clone)]
+struct Batteries(keel::PgDatabase);
+
+impl Cycle for Batteries {
+    async fn cycle(&self, _task: usize) {
+        black_box(self.0.execute(select1).await.expect("database execute"));
+    }
+}
+
+#[derive(Clone)]
+struct BatteriesFetch(keel::PgDatabase);
+
+impl Cycle for BatteriesFetch {
+    async fn cycle(&self, _task: usize) {
+        let one: i32 = self
+            .0
+            .fetch_one(|| sqlx::query_scalar("SELECT 1"))
+            .await
+            .expect("database fetch_one");
+        black_box(one);
+    }
+}
+
+async fn open_batteries() -> keel::PgDatabase {
+    let mut config =
+        keel::DatabaseConfig::new(URL.parse().expect("a valid URL")).with_name("bench");
+    config.pool.max_size = POOL_SIZE;
+    config.pool.min_idle = POOL_SIZE;
+    config.pool.warm = true;
+    keel::PgDatabase::connect(config)
+        .await
+        .expect("keel database")
 }
 
 // ---- sqlx's pool ----
@@ -228,6 +266,14 @@ fn pools(c: &mut Criterion) {
         entry!("keel service", service);
         entry!("keel + retry + breaker", stack);
         drop((keel, service, stack));
+
+        let db = rt.block_on(open_batteries());
+        let (execute, fetch) = (Batteries(db.clone()), BatteriesFetch(db.clone()));
+        entry!("keel Database", execute);
+        entry!("keel Database::fetch_one", fetch);
+        rt.block_on(db.shutdown(Duration::from_secs(5)))
+            .expect("database shutdown");
+        drop((execute, fetch));
 
         for (name, test) in [
             ("sqlx PgPool", true),

@@ -8,6 +8,9 @@
 //!   with its defaults, and a naive layer that calls `metrics::histogram!`
 //!   and `counter!` by name on every call (a hand-written future, no box:
 //!   only the by-name lookup differs from keel).
+//! - `stack, N task(s)`: telemetry + retry + breaker together (keel's
+//!   recommended order) around a ready no-op service (`bare`), next to each
+//!   layer alone.
 //! - `health probe, 1 task`: `/health/ready` and `/health/detailed`
 //!   through keel-health's tower service, answered from cached results.
 
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use keel_benches::{Subject, bench, runtime, title};
+use keel_benches::{Subject, Tower, bare_service, bench, runtime, title};
 use keel_health::{HealthConfig, HealthRegistry, HealthService, Outcome};
 use keel_telemetry::TelemetryLayer;
 use pin_project_lite::pin_project;
@@ -140,6 +143,45 @@ fn layers(c: &mut Criterion) {
     }
 }
 
+fn stack(c: &mut Criterion) {
+    let rt = runtime(2);
+    let retrier = || {
+        keel_retry::Retrier::builder(keel_retry::RetryPolicy::database())
+            .build()
+            .expect("the database policy is valid")
+    };
+    let breaker = || {
+        keel_breaker::CircuitBreaker::new(keel_breaker::BreakerConfig::default())
+            .expect("the default config is valid")
+    };
+    for tasks in [1, 2] {
+        let mut g = c.benchmark_group(title("stack", tasks));
+        g.measurement_time(Duration::from_secs(3));
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "bare",
+            Tower(bare_service::<std::io::Error>()),
+        );
+        let keel = tower::ServiceBuilder::new()
+            .layer(TelemetryLayer::new("stack"))
+            .layer(keel_retry::RetryLayer::new(retrier()))
+            .layer(keel_breaker::CircuitBreakerLayer::new(breaker()))
+            .service(bare_service::<std::io::Error>());
+        bench(&mut g, &rt, tasks, "keel", Tower(keel));
+        let telemetry =
+            TelemetryLayer::new("stack-telemetry").layer(bare_service::<std::io::Error>());
+        bench(&mut g, &rt, tasks, "telemetry alone", Tower(telemetry));
+        let retry = keel_retry::RetryLayer::new(retrier()).layer(bare_service::<std::io::Error>());
+        bench(&mut g, &rt, tasks, "retry alone", Tower(retry));
+        let cb = keel_breaker::CircuitBreakerLayer::new(breaker())
+            .layer(bare_service::<std::io::Error>());
+        bench(&mut g, &rt, tasks, "breaker alone", Tower(cb));
+        g.finish();
+    }
+}
+
 /// A registry with a passing and a failing check and a signal, refreshed
 /// once: probes read only the cache.
 fn probes(c: &mut Criterion) {
@@ -176,5 +218,5 @@ impl Subject for Probe {
     }
 }
 
-criterion_group!(benches, layers, probes);
+criterion_group!(benches, layers, stack, probes);
 criterion_main!(benches);
