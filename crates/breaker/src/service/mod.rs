@@ -66,8 +66,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     inner: S,
-    /// This clone's own handle to the shared breaker (see `try_acquire_local`).
+    /// A handle to the shared breaker: this service's own once it has been
+    /// polled (see `try_acquire_local`); a fresh clone borrows its parent's
+    /// until then, so a clone that is never polled (the spare a retry layer
+    /// takes per call) costs one reference count and no allocation.
     breaker: Arc<CircuitBreaker>,
+    own: bool,
     classifier: C,
     /// Taken in `poll_ready`, spent in `call`.
     ready: Option<Result<OwnedPermit, Rejected>>,
@@ -78,7 +82,8 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breaker: Arc::new(CircuitBreaker::clone(&self.breaker)),
+            breaker: Arc::clone(&self.breaker),
+            own: false,
             classifier: self.classifier.clone(),
             ready: None,
         }
@@ -98,6 +103,7 @@ impl<S, C> CircuitBreakerService<S, C> {
         Self {
             inner,
             breaker: Arc::new(breaker),
+            own: true,
             classifier,
             ready: None,
         }
@@ -136,6 +142,12 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !self.own {
+            // Polled: this clone makes calls, so it gets a handle no other
+            // clone's calls touch.
+            self.breaker = Arc::new(CircuitBreaker::clone(&self.breaker));
+            self.own = true;
+        }
         let ready = self
             .ready
             .get_or_insert_with(|| CircuitBreaker::try_acquire_local(&self.breaker));
