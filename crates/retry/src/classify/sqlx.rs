@@ -59,6 +59,18 @@ fn mysql_number(number: u16) -> Option<Verdict> {
     }
 }
 
+/// SQLite reports its result code as a number (SQLSTATEs are five
+/// letters and digits): SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their
+/// extended codes, mean another connection holds the lock; the statement
+/// did not run.
+fn sqlite_code(code: &str) -> Option<Verdict> {
+    let number: u32 = code.parse().ok().filter(|_| code.len() < 5)?;
+    match number & 0xff {
+        5 | 6 => Some(Verdict::no_effect(ErrorClass::Conflict)),
+        _ => Some(Verdict::Permanent),
+    }
+}
+
 impl Classify<Error> for SqlxClassifier {
     fn classify(&self, error: &Error) -> Verdict {
         match error {
@@ -70,7 +82,9 @@ impl Classify<Error> for SqlxClassifier {
                 {
                     return verdict;
                 }
-                db.code().map_or(Verdict::Permanent, |code| sqlstate(&code))
+                db.code().map_or(Verdict::Permanent, |code| {
+                    sqlite_code(&code).unwrap_or_else(|| sqlstate(&code))
+                })
             }
             Error::Io(io) => classify_io(io),
             Error::PoolTimedOut => Verdict::no_effect(ErrorClass::Connection),
@@ -229,5 +243,20 @@ mod tests {
         );
         let other: BoxDynError = "something else".into();
         assert_eq!(SqlxClassifier.classify(&other), Verdict::Permanent);
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_are_conflicts_and_other_codes_permanent() {
+        for code in ["5", "6", "517", "262"] {
+            assert_eq!(
+                sqlite_code(code),
+                Some(Verdict::no_effect(ErrorClass::Conflict)),
+                "{code}"
+            );
+        }
+        assert_eq!(sqlite_code("19"), Some(Verdict::Permanent), "constraint");
+        assert_eq!(sqlite_code("2067"), Some(Verdict::Permanent), "unique");
+        assert_eq!(sqlite_code("40001"), None, "a SQLSTATE");
+        assert_eq!(sqlite_code("HY000"), None);
     }
 }
