@@ -7,6 +7,7 @@ mod snapshot;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keel_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, Info};
@@ -84,6 +85,14 @@ struct Inner<C: SqlxConnection + 'static> {
     stack: Stack<C>,
     health: HealthRegistry,
     gate: Arc<Gate>,
+    counts: Arc<Counts>,
+}
+
+/// What the stack's observers count for [`MetricsSnapshot`].
+#[derive(Debug, Default)]
+struct Counts {
+    retries: std::sync::atomic::AtomicU64,
+    transitions: std::sync::atomic::AtomicU64,
 }
 
 impl<C: SqlxConnection + 'static> Clone for Database<C> {
@@ -147,14 +156,30 @@ impl<C: SqlxConnection + 'static> Database<C> {
             .await
             .map_err(|e| Error::new(&name, Phase::Connect, e.to_string()))?;
         let signal = Signal::new();
+        let counts = Arc::new(Counts::default());
+        let transitions = Arc::clone(&counts);
         let breaker = CircuitBreaker::builder(config.breaker.clone())
             .name(&*name)
-            .observer((BreakerMetrics::new(), signal.clone()))
+            .observer((
+                (BreakerMetrics::new(), signal.clone()),
+                move |e: &keel_breaker::Event<'_>| {
+                    if matches!(e, keel_breaker::Event::Transition { .. }) {
+                        transitions.transitions.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            ))
             .build()
             .map_err(|e| Error::new(&name, Phase::Config, e))?;
         let retrier = Retrier::builder(config.retry.clone())
             .classifier(SkipOpenBreaker(keel_retry::SqlxClassifier))
-            .observer(RetryMetrics::new(&*name))
+            .observer((RetryMetrics::new(&*name), {
+                let counts = Arc::clone(&counts);
+                move |e: &keel_retry::Event| {
+                    if matches!(e, keel_retry::Event::RetryScheduled { .. }) {
+                        counts.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }))
             .build()
             .map_err(|e| Error::new(&name, Phase::Config, e))?;
         let mut telemetry = TelemetryLayer::new(&*name).db_system(system_name(&url));
@@ -186,6 +211,7 @@ impl<C: SqlxConnection + 'static> Database<C> {
                 stack,
                 health,
                 gate: Arc::default(),
+                counts,
             }),
         })
     }
@@ -378,7 +404,9 @@ impl<C: SqlxConnection + 'static> Database<C> {
             queries_rejected: calls.rejected,
             queries_timed_out: calls.timeout,
             in_flight: calls.in_flight,
+            retries: self.inner.counts.retries.load(Ordering::Relaxed),
             breaker_opens: self.breaker_info().opens,
+            breaker_transitions: self.inner.counts.transitions.load(Ordering::Relaxed),
             total_latency: calls.total_latency,
             average_latency: calls.mean_latency(),
             connections_created: stats.created,

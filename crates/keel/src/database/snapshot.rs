@@ -21,8 +21,12 @@ pub struct MetricsSnapshot {
     pub queries_timed_out: u64,
     /// Calls under way now.
     pub in_flight: u64,
+    /// Retries scheduled (a call retried twice counts two).
+    pub retries: u64,
     /// Times the breaker opened.
     pub breaker_opens: u64,
+    /// Breaker state changes of any kind.
+    pub breaker_transitions: u64,
     /// Time spent in all finished calls.
     pub total_latency: Duration,
     /// Their mean.

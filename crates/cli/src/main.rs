@@ -1,0 +1,42 @@
+//! `keel`: the program a person runs. `keel demo` shows the stack at work
+//! on embedded defaults (SQLite, memory sessions); `keel config` checks and
+//! shows a configuration.
+
+mod config_cmd;
+mod demo;
+mod fail;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Resilient database access for Rust services: pool, retry, circuit
+/// breaker, health checks and metrics.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a concurrent workload through the full stack, serve health and
+    /// metrics, and show what happens (with --chaos, under faults).
+    Demo(demo::DemoArgs),
+    /// Check or show a configuration (file plus DATABASE_* environment).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Config(command) => config_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}

@@ -1,0 +1,189 @@
+//! The built `keel` binary as a person runs it: the demo on its embedded
+//! defaults serves its probes and metrics while it runs and exits 0 with a
+//! summary; bad input gets one clear line and a non-zero exit, no panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn keel() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
+    // The tests choose their database; the machine's DATABASE_URL must not.
+    cmd.env_remove("DATABASE_URL");
+    cmd
+}
+
+/// GET `path` from `address` over a plain HTTP/1.1 connection.
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn the_demo_serves_while_it_runs_and_exits_0_with_a_summary() {
+    let mut child = keel()
+        .args([
+            "demo",
+            "--duration",
+            "4s",
+            "--clients",
+            "4",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if let Some(rest) = line.strip_prefix("serving http://") {
+            address = Some(rest.split('/').next().unwrap().to_owned());
+            break;
+        }
+    }
+    let address = address.unwrap_or_else(|| panic!("no address in {seen:?}"));
+    let (code, detailed) = get(&address, "/health/detailed");
+    assert!(code == 200 || code == 503, "{code}");
+    let report: serde_json::Value = serde_json::from_str(&detailed).unwrap();
+    assert!(
+        report["checks"].as_array().is_some_and(|c| c.len() == 2),
+        "{report}"
+    );
+    let (code, metrics) = get(&address, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("db_client_connection_count"), "{metrics}");
+    let (code, page) = get(&address, "/");
+    assert_eq!(code, 200);
+    assert!(page.contains("<canvas"), "the status page");
+
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    let out = rest.join("\n");
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("| all |"), "{out}");
+    let all = out.lines().find(|l| l.starts_with("| all |")).unwrap();
+    let ok: u64 = all.split('|').nth(2).unwrap().trim().parse().unwrap();
+    assert!(ok > 0, "{all}");
+    assert!(out.contains("t=  1s"), "a line a second: {out}");
+}
+
+fn fails(args: &[&str]) -> (i32, String) {
+    let output = keel().args(args).output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    (output.status.code().unwrap(), stderr)
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
+    let (code, err) = fails(&["demo", "--no-such-flag"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+
+    let (code, err) = fails(&[
+        "demo",
+        "--database-url",
+        "postgres://app:s3cret@db:54x2/orders",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port") && !err.contains("s3cret"), "{err}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
+    let (code, err) = fails(&["demo", "--database-url", &url, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("connecting") && err.contains("hint:"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (code, err) = fails(&["demo", "--listen", &address, "--duration", "1s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("--listen"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("keel.toml");
+    std::fs::write(&corrupt, "[pool\nmax_size = 4").unwrap();
+    let (code, err) = fails(&["demo", "--config", corrupt.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("keel: invalid database config"), "{err}");
+
+    let (code, err) = fails(&["demo", "--sessions", "redis"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sled:DIR"), "{err}");
+}
+
+#[test]
+fn config_check_names_the_field_and_show_redacts_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "url = \"postgres://app:s3cret@db:5432/orders\"\n[pool]\nmax_size = 4\n",
+    )
+    .unwrap();
+    let output = keel()
+        .args(["config", "check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "url = \"postgres://app@db/orders\"\n[pool]\nmax_size = 2\nmin_idle = 5\n",
+    )
+    .unwrap();
+    let (code, err) = fails(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`pool.min_idle`"), "{err}");
+
+    let output = keel()
+        .args(["config", "show", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success());
+    assert!(
+        shown.contains("postgres://app:***@db:5432/orders"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
