@@ -5,6 +5,7 @@
 mod config_cmd;
 mod demo;
 mod fail;
+mod monitor;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Run a concurrent workload through the full stack, serve health and
     /// metrics, and show what happens (with --chaos, under faults).
     Demo(demo::DemoArgs),
+    /// Report the health of a service serving keel's /health/detailed
+    /// (exit 0 healthy, 1 degraded, 2 unhealthy, 3 unreachable).
+    Monitor(monitor::MonitorArgs),
     /// Check or show a configuration (file plus DATABASE_* environment).
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Monitor(args) => monitor::run(args),
         Command::Config(command) => config_cmd::run(command),
     };
     match result {

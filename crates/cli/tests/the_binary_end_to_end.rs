@@ -83,6 +83,45 @@ fn the_demo_serves_while_it_runs_and_exits_0_with_a_summary() {
     assert_eq!(code, 200);
     assert!(page.contains("<canvas"), "the status page");
 
+    // keel monitor reads the running demo.
+    let url = format!("http://{address}");
+    let monitor = keel().args(["monitor", &url]).output().unwrap();
+    let report = String::from_utf8(monitor.stdout.clone()).unwrap();
+    assert!(
+        matches!(monitor.status.code(), Some(0 | 1)),
+        "{:?} {report}",
+        monitor.status
+    );
+    assert!(report.contains("pool active"), "{report}");
+    assert!(report.contains("breaker"), "{report}");
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("samples.json");
+    let monitor = keel()
+        .args([
+            "monitor",
+            &url,
+            "--continuous",
+            "--interval",
+            "1",
+            "--count",
+            "2",
+            "--json",
+            "--export",
+        ])
+        .arg(&export)
+        .output()
+        .unwrap();
+    let json_lines = String::from_utf8(monitor.stdout).unwrap();
+    assert_eq!(json_lines.lines().count(), 2, "{json_lines}");
+    let samples: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(samples.len(), 2);
+    assert!(
+        samples[0]["report"]["uptime_seconds"].is_number(),
+        "{:?}",
+        samples[0]
+    );
+
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let status = child.wait().unwrap();
     let out = rest.join("\n");
@@ -92,6 +131,18 @@ fn the_demo_serves_while_it_runs_and_exits_0_with_a_summary() {
     let ok: u64 = all.split('|').nth(2).unwrap().trim().parse().unwrap();
     assert!(ok > 0, "{all}");
     assert!(out.contains("t=  1s"), "a line a second: {out}");
+
+    // The demo has stopped: unreachable, exit 3.
+    let monitor = keel()
+        .args(["monitor", &format!("http://{address}")])
+        .output()
+        .unwrap();
+    assert_eq!(monitor.status.code(), Some(3), "{monitor:?}");
+    assert!(
+        String::from_utf8(monitor.stdout)
+            .unwrap()
+            .contains("unreachable")
+    );
 }
 
 fn fails(args: &[&str]) -> (i32, String) {
@@ -144,6 +195,10 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let (code, err) = fails(&["demo", "--config", corrupt.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.starts_with("keel: invalid database config"), "{err}");
+
+    let (code, err) = fails(&["monitor", "ftp://x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected http://host:port"), "{err}");
 
     let (code, err) = fails(&["demo", "--sessions", "redis"]);
     assert_eq!(code, 2, "{err}");

@@ -156,6 +156,7 @@ impl<C: SqlxConnection + 'static> Database<C> {
             .await
             .map_err(|e| Error::new(&name, Phase::Connect, e.to_string()))?;
         let signal = Signal::new();
+        signal.set(keel_health::Outcome::healthy().with_detail("state", "closed"));
         let counts = Arc::new(Counts::default());
         let transitions = Arc::clone(&counts);
         let breaker = CircuitBreaker::builder(config.breaker.clone())
