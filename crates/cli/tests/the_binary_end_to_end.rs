@@ -242,3 +242,52 @@ fn config_check_names_the_field_and_show_redacts_the_password() {
     );
     assert!(!shown.contains("s3cret"), "{shown}");
 }
+
+/// The dashboard in a real terminal: `keel demo` under tmux, the pane
+/// captured twice, the fields there and changing.
+#[test]
+fn the_dashboard_draws_in_a_terminal_and_updates() {
+    let socket = format!("keel-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)")
+    };
+    let command = format!(
+        "{} demo --duration 6s --clients 2 --listen 127.0.0.1:0; sleep 30",
+        env!("CARGO_BIN_EXE_keel")
+    );
+    let started = tmux(&["new-session", "-d", "-x", "150", "-y", "40", &command]);
+    assert!(started.status.success(), "{started:?}");
+    let capture = || String::from_utf8(tmux(&["capture-pane", "-p"]).stdout).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let first = capture();
+    std::thread::sleep(Duration::from_millis(2000));
+    let second = capture();
+    let _ = tmux(&["kill-server"]);
+    for field in [
+        "throughput",
+        "latency p50",
+        "pool in use",
+        "breaker closed",
+        "retries",
+        "sessions",
+    ] {
+        assert!(first.contains(field), "{field:?} missing from:\n{first}");
+        assert!(second.contains(field), "{field:?} missing from:\n{second}");
+    }
+    let clock = |pane: &str| {
+        pane.split("t=")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .map(str::to_owned)
+    };
+    assert_ne!(
+        clock(&first),
+        clock(&second),
+        "the clock moves:\n{first}\n{second}"
+    );
+    assert_ne!(first, second);
+}

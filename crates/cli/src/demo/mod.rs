@@ -3,6 +3,7 @@
 //! and `/metrics` on `--listen`, a line a second, and a summary.
 
 mod chaos;
+mod dashboard;
 mod http;
 mod report;
 mod stats;
@@ -247,7 +248,13 @@ async fn run_demo<C: Workload, S: SessionStore>(
         .collect();
 
     let started = Instant::now();
-    let interactive = std::io::stdout().is_terminal();
+    let max_size = db.config().pool.max_size;
+    let address_text = address.to_string();
+    let mut dashboard = if std::io::stdout().is_terminal() {
+        dashboard::Dashboard::start().ok()
+    } else {
+        None
+    };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut last_total = 0;
@@ -282,18 +289,26 @@ async fn run_demo<C: Workload, S: SessionStore>(
                 };
                 (last_total, last_failed) = (ok + failed, failed);
                 let line = report::line(&sample);
-                if interactive {
-                    say_over(&line);
-                } else {
-                    say(&line);
-                }
                 history.push(sample);
+                match &mut dashboard {
+                    Some(screen) => {
+                        let header = dashboard::Header {
+                            url: &shown_url,
+                            address: &address_text,
+                            clients: args.clients,
+                            duration_s: args.duration.as_secs(),
+                            max_size,
+                        };
+                        if screen.draw(&header, &history.recent(120)).is_err() {
+                            dashboard = None;
+                        }
+                    }
+                    None => say(&line),
+                }
             }
         }
     }
-    if interactive {
-        say("");
-    }
+    drop(dashboard);
     let _ = stop_tx.send(true);
     for client in clients {
         let _ = client.await;
@@ -402,12 +417,4 @@ async fn session_step<S: SessionStore>(
 #[expect(clippy::print_stdout, reason = "the demo's output")]
 fn say(text: &str) {
     println!("{text}");
-}
-
-/// Rewrites the current terminal line.
-#[expect(clippy::print_stdout, reason = "the demo's output")]
-fn say_over(text: &str) {
-    use std::io::Write as _;
-    print!("\r\x1b[2K{text}");
-    let _ = std::io::stdout().flush();
 }

@@ -47,6 +47,15 @@ impl History {
         h.push_back(sample);
     }
 
+    /// The last `n` samples, oldest first.
+    pub(crate) fn recent(&self, n: usize) -> Vec<Sample> {
+        let h = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         let h = self
             .0
