@@ -326,6 +326,12 @@ impl<C: SqlxConnection + 'static> Database<C> {
 
     /// Runs `f` on one connection (several statements, one checkout).
     ///
+    /// Give the closure a concrete error type (`sqlx::Error`, an enum of
+    /// your own) and, if rustc asks, its return type
+    /// (`-> BoxFuture<'_, Result<T, sqlx::Error>>`): with a boxed `dyn
+    /// Error` rustc cannot prove the call's future `Send` through the
+    /// closure's higher-ranked lifetime, and `tokio::spawn` refuses it.
+    ///
     /// # Errors
     /// An [`Error`] naming the database, the phase and the cause.
     pub async fn with_connection<F, T, E>(&self, f: F) -> Result<T, Error>
