@@ -291,3 +291,96 @@ fn the_dashboard_draws_in_a_terminal_and_updates() {
     );
     assert_ne!(first, second);
 }
+
+/// Starts the demo for `duration` on a free port; the child and its
+/// address.
+fn demo_in_background(duration: &str) -> (std::process::Child, String) {
+    let mut child = keel()
+        .args([
+            "demo",
+            "--duration",
+            duration,
+            "--clients",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|l| {
+            l.strip_prefix("serving http://")
+                .map(|r| r.split('/').next().unwrap().to_owned())
+        })
+        .expect("the demo says where it serves");
+    // Keep reading, so the demo never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, address)
+}
+
+/// The status page in a real browser: headless Chromium loads `/`, the
+/// charts draw and keep drawing; a screenshot is kept as an artifact.
+#[test]
+fn the_status_page_draws_its_charts_in_a_browser() {
+    let (mut demo, address) = demo_in_background("10s");
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = |extra: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=3000",
+                "--window-size=1200,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("http://{address}/"))
+            .output()
+            .expect("chromium is installed (.ci/run installs it)")
+    };
+    let points = |dom: &str| -> Vec<u64> {
+        dom.split("data-points=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    // The demo keeps a sample a second: let it take a few.
+    std::thread::sleep(Duration::from_secs(2));
+    let first = String::from_utf8(chromium(&["--dump-dom"]).stdout).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let second = String::from_utf8(chromium(&["--dump-dom"]).stdout).unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let screenshot = chromium(&[&format!("--screenshot={}", shot.display())]);
+    let _ = demo.kill();
+    let _ = demo.wait();
+
+    assert!(first.contains("class=\"healthy\""), "{first}");
+    let (before, after) = (points(&first), points(&second));
+    assert_eq!(before.len(), 4, "four charts: {first}");
+    assert!(
+        before.iter().all(|n| *n > 0),
+        "every chart drew: {before:?}"
+    );
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a > b),
+        "the charts grow: {before:?} then {after:?}"
+    );
+    assert!(screenshot.status.success(), "{screenshot:?}");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot at {}",
+        shot.display()
+    );
+}
