@@ -192,6 +192,18 @@ async fn run_demo<C: Workload, S: SessionStore>(
     let address = listener
         .local_addr()
         .map_err(|e| Failure::environment(format!("the listening address: {e}")))?;
+    let mut config = config;
+    let proxy = match (
+        args.chaos,
+        config.url.as_ref().map(keel::pool::DatabaseUrl::backend),
+    ) {
+        (true, Some(Backend::Postgres | Backend::MySql)) => {
+            let (proxy, url) = chaos::through_proxy(config.url.as_ref()).await?;
+            config.url = Some(url);
+            Some(proxy)
+        }
+        _ => None,
+    };
     let db = Database::<C>::connect(config).await.map_err(|e| {
         Failure::environment(e)
             .hint("is the database running and reachable? check --database-url or DATABASE_URL")
@@ -205,10 +217,13 @@ async fn run_demo<C: Workload, S: SessionStore>(
         "keel demo: {shown_url}, {} clients for {:?}{}",
         args.clients,
         args.duration,
-        if args.chaos {
-            ", with injected faults"
-        } else {
-            ""
+        match (args.chaos, &proxy) {
+            (false, _) => String::new(),
+            (true, Some(p)) => format!(
+                ", with faults: connections pass through a proxy on {} that drops and refuses them",
+                p.address()
+            ),
+            (true, None) => ", with faults injected in the stack".to_owned(),
         }
     ));
     say(&format!(
@@ -227,7 +242,7 @@ async fn run_demo<C: Workload, S: SessionStore>(
             .await
     });
 
-    let chaos = Arc::new(Chaos::new(args.chaos));
+    let chaos = Arc::new(Chaos::new(args.chaos, proxy));
     let stats = Arc::new(DemoStats::new());
     let chaos_task = tokio::spawn({
         let chaos = Arc::clone(&chaos);

@@ -163,8 +163,19 @@ pub(crate) fn summary<C: SqlxConnection + 'static>(
         "connections created {}  reused {}",
         m.connections_created, m.connections_reused
     );
-    if chaos.enabled() {
-        let _ = writeln!(out, "faults injected {}", chaos.injected());
+    match chaos.proxy() {
+        Some(proxy) => {
+            let _ = writeln!(
+                out,
+                "faults: {} connection drops at the proxy; {} connection attempts reached it",
+                chaos.injected(),
+                proxy.attempts()
+            );
+        }
+        None if chaos.enabled() => {
+            let _ = writeln!(out, "faults injected in the stack {}", chaos.injected());
+        }
+        None => {}
     }
     out
 }
