@@ -175,10 +175,11 @@ async fn connect_query_fail_recover_and_shut_down() {
     );
     assert!(m.connections_created >= 1, "{m:?}");
     assert!(m.connections_reused >= 10, "{m:?}");
-    assert_eq!(
-        m.connections_created + m.connections_reused,
-        15 + 2,
-        "every call but the rejection checked out once, and the health check twice: {m:?}"
+    // The recovery probe may have checked out once while the breaker was open.
+    let checkouts = m.connections_created + m.connections_reused;
+    assert!(
+        (15 + 2..=15 + 3).contains(&checkouts),
+        "every call but the rejection checked out once, the health check twice: {m:?}"
     );
 
     db.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -114,6 +114,15 @@ impl Shared {
         }
     }
 
+    /// Ends the open period now, whatever its deadline: Open moves to
+    /// HalfOpen. Anything else is left alone.
+    pub(super) fn end_open_period(&self) {
+        let word = self.load();
+        if word.state() == State::Open {
+            self.transition(word, State::HalfOpen, self.now_nanos(), None);
+        }
+    }
+
     pub(crate) fn now_nanos(&self) -> u64 {
         nanos(self.clock.now().saturating_duration_since(self.base))
     }

@@ -258,6 +258,28 @@ impl CircuitBreaker {
         self.shared.handle_timeout(now);
     }
 
+    /// Ends the open period now: Open moves to HalfOpen and the trial calls
+    /// decide, as when the open duration has passed. For a driver that has
+    /// learned the backend is back (a probe outside the breaker got a
+    /// connection) and need not wait out the open duration. In any other
+    /// state nothing happens.
+    ///
+    /// ```
+    /// use keel_breaker::{BreakerConfig, CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::new(BreakerConfig::default().with_consecutive_failures(Some(1)))?;
+    /// breaker.try_acquire().expect("closed").failure();
+    /// assert_eq!(breaker.state(), State::Open);
+    /// breaker.end_open_period();
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// breaker.try_acquire().expect("a trial call").success();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), keel_breaker::ConfigError>(())
+    /// ```
+    pub fn end_open_period(&self) {
+        self.shared.end_open_period();
+    }
+
     /// Whether two handles share one breaker.
     pub fn same_breaker(&self, other: &CircuitBreaker) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)

@@ -3,6 +3,7 @@
 //! systems offer.
 
 mod gate;
+mod probe;
 mod snapshot;
 
 use std::fmt;
@@ -202,7 +203,7 @@ impl<C: SqlxConnection + 'static> Database<C> {
             .version(env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(|e| Error::new(&name, Phase::Config, e))?;
-        Ok(Self {
+        let db = Self {
             inner: Arc::new(Inner {
                 name,
                 config,
@@ -214,7 +215,9 @@ impl<C: SqlxConnection + 'static> Database<C> {
                 gate: Arc::default(),
                 counts,
             }),
-        })
+        };
+        tokio::spawn(probe::run(Arc::downgrade(&db.inner)));
+        Ok(db)
     }
 
     /// The database's name.
