@@ -111,6 +111,12 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) counters: Counters,
     pub(crate) observers: Observers,
     validate_after_ms: Option<u64>,
+    /// When a connection was last found broken (pool clock, ms; 0: never).
+    /// One broken connection hints that its idle siblings broke with it (a
+    /// failover, a restart, `pg_terminate_backend`): those already idle
+    /// then are validated before their next use. Written only when that
+    /// happens.
+    suspect_since_ms: AtomicU64,
     pub(crate) checkouts: Option<Mutex<HashMap<u64, Checkout>>>,
     /// What only slow paths touch, boxed so it changes nothing in the
     /// cache lines the hot path shares between threads.
@@ -162,6 +168,7 @@ impl<M: Manager> Shared<M> {
             counters: Counters::new(),
             observers,
             validate_after_ms: config.validate_after_idle.map(millis),
+            suspect_since_ms: AtomicU64::new(0),
             checkouts: config.leak_threshold.map(|_| Mutex::new(HashMap::new())),
             config,
         }
@@ -226,6 +233,10 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn needs_validation(&self, conn: &Conn<M::Connection>, now_ms: u64) -> bool {
         self.validate_after_ms
             .is_some_and(|after| now_ms.saturating_sub(conn.idle_since_ms) >= after)
+            || {
+                let suspect = self.suspect_since_ms.load(Ordering::Relaxed);
+                suspect != 0 && conn.idle_since_ms < suspect
+            }
     }
 
     /// Wraps a freshly opened connection.
@@ -299,6 +310,13 @@ impl<M: Manager> Shared<M> {
     }
 
     fn closed_one(&self, id: u64, reason: CloseReason) {
+        if matches!(reason, CloseReason::Broken | CloseReason::Invalid) {
+            // The precise time (a slow path), so connections returned from
+            // now on read a coarse clock at least as late and are trusted;
+            // max, since a slow close may finish after a later one.
+            self.suspect_since_ms
+                .fetch_max(self.clock.refresh().max(1), Ordering::Relaxed);
+        }
         self.counters.closed(reason);
         self.observers.emit(&Event::Closed {
             name: &self.slow.name,

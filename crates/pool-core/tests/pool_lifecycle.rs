@@ -49,6 +49,38 @@ async fn fifo_mode_hands_out_the_oldest_idle_connection() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_broken_connection_gets_its_idle_siblings_validated_once() {
+    let fake = Fake::new();
+    let pool = pool(&fake, config()).await;
+    let (a, b, c) = (
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    );
+    drop(b);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A failover broke `a`; its idle siblings were idle through it.
+    a.discard();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let first = pool.get().await.unwrap();
+    let second = pool.get().await.unwrap();
+    assert_eq!(
+        fake.validations(),
+        2,
+        "each idle sibling is checked before use"
+    );
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    drop(pool.get().await.unwrap());
+    assert_eq!(
+        fake.validations(),
+        2,
+        "returned after the breakage: trusted again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hot_checkout_makes_no_validation_round_trip() {
     let fake = Fake::new();
     let pool = pool(&fake, config()).await;

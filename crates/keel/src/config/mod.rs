@@ -54,7 +54,8 @@ pub struct DatabaseConfig {
     /// Retries (default [`RetryPolicy::database`]: connection errors 4
     /// attempts from 250 ms, conflicts 3 from 10 ms, all within 5 s).
     pub retry: RetryPolicy,
-    /// The breaker (default: 5 failures in a row open it for 60 s).
+    /// The breaker (default [`DatabaseConfig::default_breaker`]: 20
+    /// failures in a row, or half the calls of the last 10 s).
     pub breaker: BreakerConfig,
     /// The health check schedule (default every 30 s, 5 s timeout).
     pub health: HealthConfig,
@@ -67,13 +68,33 @@ impl Default for DatabaseConfig {
             url: None,
             pool: PoolConfig::default(),
             retry: RetryPolicy::database(),
-            breaker: BreakerConfig::default(),
+            breaker: Self::default_breaker(),
             health: HealthConfig::default(),
         }
     }
 }
 
 impl DatabaseConfig {
+    /// The breaker a database gets by default: open after 20 failures in a
+    /// row, or when half the calls of the last 10 s failed (at least 20 of
+    /// them), for 30 s (the recovery probe ends it as soon as the database
+    /// answers). Not 5 in a row, the breaker's own default: under
+    /// concurrency one event that breaks every pooled connection (a
+    /// failover, `pg_terminate_backend`) gives as many failures in a row as
+    /// there are connections in use, a blip the retries absorb; an outage
+    /// gives 20 within a second or two.
+    pub fn default_breaker() -> BreakerConfig {
+        BreakerConfig::default()
+            .with_consecutive_failures(Some(20))
+            .with_failure_rate(0.5)
+            .with_window(keel_breaker::Window::Time {
+                duration: std::time::Duration::from_secs(10),
+                buckets: 10,
+            })
+            .with_min_calls(20)
+            .with_open_duration(std::time::Duration::from_secs(30))
+    }
+
     /// The defaults with this URL.
     pub fn new(url: DatabaseUrl) -> Self {
         Self {
