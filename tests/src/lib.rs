@@ -38,6 +38,35 @@ pub async fn install_sql_helpers(pool: &Pool<PgManager>) {
     tx.commit().await.unwrap();
 }
 
+/// Whether a breaker rejection is anywhere in `error`'s source chain.
+pub fn is_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<keel_breaker::Rejected>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// A throwaway PostgreSQL server of the test's own, and a fault proxy in
+/// front of it (connect through `proxy.address()`).
+pub async fn throwaway_behind_proxy() -> (
+    std::sync::Arc<keel_fault::ThrowawayPostgres>,
+    keel_fault::FaultProxy,
+) {
+    let pg = std::sync::Arc::new(
+        tokio::task::spawn_blocking(keel_fault::ThrowawayPostgres::start)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let upstream = format!("127.0.0.1:{}", pg.port()).parse().unwrap();
+    let proxy = keel_fault::FaultProxy::start(upstream).await.unwrap();
+    (pg, proxy)
+}
+
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use keel::sqlx;
 use keel::{DatabaseConfig, PgDatabase};
-use keel_fault::{Fault, FaultProxy, ThrowawayPostgres};
+use keel_fault::Fault;
+use keel_tests::throwaway_behind_proxy;
 
 #[derive(Default)]
 struct Tally {
@@ -63,22 +64,9 @@ fn load(
         .collect()
 }
 
-async fn server() -> (Arc<ThrowawayPostgres>, FaultProxy) {
-    let pg = Arc::new(
-        tokio::task::spawn_blocking(ThrowawayPostgres::start)
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", pg.port()).parse().unwrap())
-        .await
-        .unwrap();
-    (pg, proxy)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_see_no_error_when_the_server_terminates_every_session() {
-    let (pg, proxy) = server().await;
+    let (pg, proxy) = throwaway_behind_proxy().await;
     let mut config = DatabaseConfig::new(
         format!("postgres://postgres@{}/postgres", proxy.address())
             .parse()
@@ -138,7 +126,7 @@ async fn reads_see_no_error_when_the_server_terminates_every_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_hole_mid_query_ends_every_call_in_time_and_service_resumes() {
-    let (_pg, proxy) = server().await;
+    let (_pg, proxy) = throwaway_behind_proxy().await;
     let mut config = DatabaseConfig::new(
         format!("postgres://postgres@{}/postgres", proxy.address())
             .parse()

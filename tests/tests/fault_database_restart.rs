@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use keel::sqlx;
 use keel::{DatabaseConfig, PgDatabase};
-use keel_fault::{FaultProxy, ThrowawayPostgres};
+use keel_tests::throwaway_behind_proxy;
 
 #[derive(Default)]
 struct Tally {
@@ -30,15 +30,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_under_load_is_survived_and_service_returns() {
-    let pg = Arc::new(
-        tokio::task::spawn_blocking(ThrowawayPostgres::start)
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", pg.port()).parse().unwrap())
-        .await
-        .unwrap();
+    let (pg, proxy) = throwaway_behind_proxy().await;
     let url = format!("postgres://postgres@{}/postgres", proxy.address());
     let mut config = DatabaseConfig::new(url.parse().unwrap()).with_name("restart");
     config.pool.max_size = 8;

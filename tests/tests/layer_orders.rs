@@ -11,7 +11,7 @@ use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
 use keel_pool_core::{DatabaseUrl, PgManager, Pool, op, sqlx};
 use keel_retry::{Event, Retrier, RetryLayer, RetryPolicy, SkipOpenBreaker, SqlxClassifier};
 use keel_telemetry::TelemetryLayer;
-use keel_tests::{POSTGRES_URL, install_sql_helpers};
+use keel_tests::{POSTGRES_URL, install_sql_helpers, is_rejection};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, ServiceExt};
 
@@ -146,17 +146,6 @@ async fn results(pool: &Pool<PgManager>, stack: &Stack) -> Vec<String> {
     ));
     stack.breaker.reset();
     seen
-}
-
-fn is_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<keel_breaker::Rejected>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

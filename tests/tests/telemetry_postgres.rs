@@ -14,7 +14,7 @@ use keel_telemetry::{
     BreakerGauges, BreakerMetrics, MetricsService, PoolGauges, PoolMetrics, RetryMetrics,
     TelemetryLayer,
 };
-use keel_tests::{Metrics, POSTGRES_URL, install_sql_helpers, prometheus};
+use keel_tests::{Metrics, POSTGRES_URL, install_sql_helpers, is_rejection, prometheus};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
@@ -172,17 +172,6 @@ async fn workload(stack: &Stack) -> Seen {
     assert_eq!(stack.db.clone().oneshot(select(7)).await.unwrap(), 7);
     seen.ok += 1;
     seen
-}
-
-fn is_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<keel_breaker::Rejected>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 async fn scrape(stack: &Stack) -> Metrics {
