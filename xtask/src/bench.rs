@@ -30,9 +30,33 @@ pub(crate) fn run(extra: &[String]) -> std::result::Result<(), String> {
             dir.display()
         ));
     }
+    let mut report = String::new();
     for (group, results) in &groups {
-        print_table(group, results);
+        let table = table(group, results);
+        print!("{table}");
+        report.push_str(&table);
     }
+    let docs = root().join("docs");
+    std::fs::create_dir_all(&docs).map_err(|e| format!("{}: {e}", docs.display()))?;
+    let header = format!(
+        "# Benchmarks\n\n`cargo xtask bench {}` on this project's 2-core machine; every\nratio is within one run. The chart: `bench.svg`.\n",
+        extra.join(" ")
+    );
+    let md = docs.join("bench.md");
+    std::fs::write(&md, header + &report).map_err(|e| format!("{}: {e}", md.display()))?;
+    let svg = docs.join("bench.svg");
+    let panels: Vec<crate::chart::Panel> = groups
+        .iter()
+        .map(|(group, results)| crate::chart::Panel {
+            title: group.clone(),
+            bars: results
+                .iter()
+                .map(|r| (r.function.clone(), r.mean_ns))
+                .collect(),
+        })
+        .collect();
+    crate::chart::write(&svg, &panels)?;
+    println!("\nwrote {} and {}", md.display(), svg.display());
     Ok(())
 }
 
@@ -86,9 +110,12 @@ fn read_json(path: &Path) -> std::result::Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn print_table(group: &str, results: &[Result]) {
+/// A group's markdown table.
+fn table(group: &str, results: &[Result]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if group.starts_with("rate ") || results.iter().any(|r| r.function == "limit") {
-        return print_throughput_table(group, results);
+        return throughput_table(group, results);
     }
     let find = |name: &str| {
         results
@@ -98,9 +125,12 @@ fn print_table(group: &str, results: &[Result]) {
     };
     let bare = find("bare");
     let keel_added = find("keel").zip(bare).map(|(k, b)| k - b);
-    println!("\n### {group}\n");
-    println!("| entry | ns / call | added vs bare (ns) | added, × keel |");
-    println!("|---|---:|---:|---:|");
+    let _ = writeln!(out, "\n### {group}\n");
+    let _ = writeln!(
+        out,
+        "| entry | ns / call | added vs bare (ns) | added, × keel |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
     let mut sorted: Vec<&Result> = results.iter().collect();
     sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));
     for r in sorted {
@@ -110,29 +140,34 @@ fn print_table(group: &str, results: &[Result]) {
             (Some(a), Some(k)) if k > 0.0 && r.function != "bare" => format!("{:.2}", a / k),
             _ => "-".into(),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "| {} | {:.1} | {} | {} |",
             r.function, r.mean_ns, added_str, times
         );
     }
+    out
 }
 
 /// A throughput group (its entries time one operation of all tasks
 /// together; a `limit` entry or a title starting `rate `): operations per
 /// second and the share of the `limit` entry's rate each reaches.
-fn print_throughput_table(group: &str, results: &[Result]) {
+fn throughput_table(group: &str, results: &[Result]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let limit = results
         .iter()
         .find(|r| r.function == "limit")
         .map(|r| r.mean_ns);
-    println!("\n### {group}\n");
-    println!("| entry | ns / op | ops / s | × limit |");
-    println!("|---|---:|---:|---:|");
+    let _ = writeln!(out, "\n### {group}\n");
+    let _ = writeln!(out, "| entry | ns / op | ops / s | × limit |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
     let mut sorted: Vec<&Result> = results.iter().collect();
     sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));
     for r in sorted {
         let ratio = limit.map_or("-".into(), |l| format!("{:.2}", l / r.mean_ns));
-        println!(
+        let _ = writeln!(
+            out,
             "| {} | {:.1} | {} | {} |",
             r.function,
             r.mean_ns,
@@ -140,6 +175,7 @@ fn print_throughput_table(group: &str, results: &[Result]) {
             ratio
         );
     }
+    out
 }
 
 /// A rate with a unit that keeps three significant digits: `7.52M`, `41.3K`.

@@ -10,6 +10,7 @@
 )]
 
 mod bench;
+mod chart;
 mod ci;
 mod cmd;
 
