@@ -113,25 +113,25 @@ impl Error {
 
     /// The first error of type `E` in the cause's chain.
     pub fn find<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*self.source);
-        while let Some(error) = next {
-            if let Some(found) = error.downcast_ref::<E>() {
-                return Some(found);
-            }
-            next = error.source();
-        }
-        None
+        chain(&*self.source).find_map(|e| e.downcast_ref::<E>())
     }
 }
 
+/// An error and its sources, outermost first.
+fn chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}
+
 fn phase_of(error: &(dyn std::error::Error + 'static)) -> Option<Phase> {
-    let mut next = Some(error);
-    while let Some(error) = next {
+    chain(error).find_map(|error| {
         if error.is::<keel_breaker::Rejected>() {
             return Some(Phase::Breaker);
         }
-        if let Some(pool) = error.downcast_ref::<PoolError<sqlx::Error>>() {
-            return Some(match pool {
+        error
+            .downcast_ref::<PoolError<sqlx::Error>>()
+            .map(|pool| match pool {
                 PoolError::Timeout {
                     phase: PoolPhase::Connect,
                     ..
@@ -139,9 +139,6 @@ fn phase_of(error: &(dyn std::error::Error + 'static)) -> Option<Phase> {
                 | PoolError::Connect { .. } => Phase::Connect,
                 PoolError::Closed => Phase::Shutdown,
                 _ => Phase::Checkout,
-            });
-        }
-        next = error.source();
-    }
-    None
+            })
+    })
 }

@@ -341,8 +341,19 @@ async fn run_demo<C: Workload, S: SessionStore>(
     Ok(ExitCode::SUCCESS)
 }
 
-/// How a rejection by the open breaker reads (`Phase::Breaker`).
-const REJECTED: &str = "rejected by the open circuit breaker";
+/// A failed operation: what the summary counts it as, and whether the open
+/// breaker turned it away.
+struct Failed {
+    kind: String,
+    rejected: bool,
+}
+
+fn outcome<T>(result: Result<T, keel::Error>) -> Result<(), Failed> {
+    result.map(drop).map_err(|e| Failed {
+        kind: e.phase().to_string(),
+        rejected: e.is_rejected(),
+    })
+}
 
 /// One client: a mix of reads (60 %), writes (20 %), transfers (10 %) and
 /// session operations (10 %) until told to stop.
@@ -361,35 +372,31 @@ async fn client_loop<C: Workload, S: SessionStore>(
         let id = rng.i64(1..=ACCOUNTS);
         let started = Instant::now();
         let (op, result) = match roll {
-            0..60 => (
-                Op::Read,
-                C::read(&db, &chaos, id)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.phase().to_string()),
-            ),
-            60..80 => (
-                Op::Write,
-                C::write(&db, &chaos, id, 1)
-                    .await
-                    .map_err(|e| e.phase().to_string()),
-            ),
+            0..60 => (Op::Read, outcome(C::read(&db, &chaos, id).await)),
+            60..80 => (Op::Write, outcome(C::write(&db, &chaos, id, 1).await)),
             80..90 => {
                 let to = rng.i64(1..=ACCOUNTS);
                 (
                     Op::Transfer,
-                    C::transfer(&db, &chaos, id, to, 5)
-                        .await
-                        .map_err(|e| e.phase().to_string()),
+                    outcome(C::transfer(&db, &chaos, id, to, 5).await),
                 )
             }
             _ => (
                 Op::Session,
-                session_step(&*store, &mut session, client).await,
+                session_step(&*store, &mut session, client)
+                    .await
+                    .map_err(|kind| Failed {
+                        kind,
+                        rejected: false,
+                    }),
             ),
         };
-        let rejected = result.as_ref().is_err_and(|kind| kind == REJECTED);
-        stats.record(op, started.elapsed(), result.err());
+        let rejected = result.as_ref().is_err_and(|failed| failed.rejected);
+        stats.record(
+            op,
+            started.elapsed(),
+            result.err().map(|failed| failed.kind),
+        );
         if rejected {
             // A well-behaved client backs off while the breaker is open
             // rather than spinning on rejections.

@@ -1,7 +1,6 @@
 //! Counts calls in, and lets shutdown close the door and wait for the last
 //! one out.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
@@ -13,11 +12,12 @@ pub(crate) struct Gate {
     idle: Notify,
 }
 
-/// One call inside; leaving when dropped.
+/// One call inside; leaving when dropped. It borrows the gate (the call
+/// borrows its database anyway), so a call touches no reference count.
 #[derive(Debug)]
-pub(crate) struct Inside(Arc<Gate>);
+pub(crate) struct Inside<'a>(&'a Gate);
 
-impl Drop for Inside {
+impl Drop for Inside<'_> {
     fn drop(&mut self) {
         let gate = &self.0;
         if gate.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && gate.closed.load(Ordering::Acquire)
@@ -29,12 +29,12 @@ impl Drop for Inside {
 
 impl Gate {
     /// Lets a call in, unless the gate is closed.
-    pub(crate) fn enter(self: &Arc<Self>) -> Option<Inside> {
+    pub(crate) fn enter(&self) -> Option<Inside<'_>> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let inside = Inside(Arc::clone(self));
+        let inside = Inside(self);
         // A close between the check and the count: back out.
         if self.closed.load(Ordering::Acquire) {
             drop(inside);

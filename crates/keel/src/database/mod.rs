@@ -85,7 +85,7 @@ struct Inner<C: SqlxConnection + 'static> {
     telemetry: TelemetryLayer,
     stack: Stack<C>,
     health: HealthRegistry,
-    gate: Arc<Gate>,
+    gate: Gate,
     counts: Arc<Counts>,
 }
 
@@ -212,7 +212,7 @@ impl<C: SqlxConnection + 'static> Database<C> {
                 telemetry,
                 stack,
                 health,
-                gate: Arc::default(),
+                gate: Gate::default(),
                 counts,
             }),
         };
