@@ -6,7 +6,8 @@
 //!   figure to set beside ETS's writes: one store operation);
 //! - update: read, new data, compare-and-swap (what a request handler does:
 //!   a get and a write);
-//! - create, which grows the store;
+//! - create, which grows the store (by one sample's creates: they are
+//!   deleted between samples, untimed);
 //! - churn: create a session and delete another, the store's size steady.
 //!
 //! - memory: keel's `MemoryStore` next to tower-sessions' `MemoryStore` and
@@ -51,6 +52,9 @@ use floor::Versioned;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SESSIONS: usize = 100_000;
+
+/// The most tasks a benchmark here runs (sled's durable writers).
+const MAX_TASKS: usize = 64;
 
 /// A JSON object, as a map.
 type Map = serde_json::Map<String, serde_json::Value>;
@@ -312,6 +316,10 @@ struct Filled<S: Sessions> {
     known: Vec<Known<S::Id>>,
     /// Sessions made by churn, each deleted 1000 churns later.
     churned: Mutex<VecDeque<S::Id>>,
+    /// Sessions made by the create benchmark, one list per task (so the
+    /// tasks do not contend on it), deleted between samples: without that
+    /// a store grows by every create criterion runs, gigabytes a group.
+    created: Box<[Mutex<Vec<S::Id>>]>,
     data: S::Data,
     /// Where a disk store lives, removed after it.
     _dir: Option<tempfile::TempDir>,
@@ -335,6 +343,7 @@ impl<S: Sessions> Filled<S> {
         Self {
             known: known.collect(),
             churned: Mutex::new(VecDeque::new()),
+            created: (0..MAX_TASKS).map(|_| Mutex::default()).collect(),
             store,
             data,
             _dir: dir,
@@ -370,6 +379,33 @@ impl<S: Sessions> Filled<S> {
             self.store.delete(old).await;
         }
     }
+
+    /// Creates a session and notes it on task `task`'s list.
+    async fn create(&self, task: usize) {
+        let id = self.store.create(self.data.clone()).await;
+        self.created[task].lock().expect("created list").push(id);
+    }
+}
+
+/// Deletes what the create benchmark made, outside its timing, a task per
+/// list as they were made.
+fn delete_created<S: Sessions>(rt: &Runtime, filled: &Arc<Filled<S>>) {
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..MAX_TASKS)
+            .map(|task| {
+                let filled = Arc::clone(filled);
+                tokio::spawn(async move {
+                    let ids = std::mem::take(&mut *filled.created[task].lock().expect("list"));
+                    for id in ids {
+                        filled.store.delete(id).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("delete task");
+        }
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -391,16 +427,14 @@ impl<S: Sessions> Clone for Run<S> {
 }
 
 impl<S: Sessions> Cycle for Run<S> {
-    async fn cycle(&self, _task: usize) {
+    async fn cycle(&self, task: usize) {
         let f = &self.0;
         match self.1 {
             Op::Get => f.store.get(f.random()).await,
             Op::Update => f.store.update(f.random(), &f.data).await,
             Op::Write => f.write().await,
             Op::Churn => f.churn().await,
-            Op::Create => {
-                black_box(f.store.create(f.data.clone()).await);
-            }
+            Op::Create => f.create(task).await,
         }
     }
 }
@@ -442,7 +476,13 @@ fn entry<S: Sessions>(
 ) {
     g.bench_function(name, |b| {
         let run = Run(store.get(), op);
-        b.iter_custom(|iters| throughput(rt, &run, tasks, iters));
+        b.iter_custom(|iters| {
+            let took = throughput(rt, &run, tasks, iters);
+            if matches!(op, Op::Create) {
+                delete_created(rt, &run.0);
+            }
+            took
+        });
     });
 }
 
@@ -513,6 +553,7 @@ fn filled_sled(rt: &tokio::runtime::Handle, durability: Durability) -> Filled<Ke
         store,
         known,
         churned,
+        created,
         data,
         ..
     } = rt.block_on(fill(Keel(open(relaxed)), None));
@@ -521,6 +562,7 @@ fn filled_sled(rt: &tokio::runtime::Handle, durability: Durability) -> Filled<Ke
         store: Keel(open(durability)),
         known,
         churned,
+        created,
         data,
         _dir: Some(dir),
     }
