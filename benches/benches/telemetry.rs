@@ -7,7 +7,9 @@
 //!   wrapped by keel's `TelemetryLayer` (`keel`), tower-http's `TraceLayer`
 //!   with its defaults, and a naive layer that calls `metrics::histogram!`
 //!   and `counter!` by name on every call (a hand-written future, no box:
-//!   only the by-name lookup differs from keel).
+//!   only the by-name lookup differs from keel), and a floor: a layer that
+//!   does only what any telemetry layer must (the same disabled span, two
+//!   reads of the same clock), so keel − floor is keel's own bookkeeping.
 //! - `stack, N task(s)`: telemetry + retry + breaker together (keel's
 //!   recommended order) around a ready no-op service (`bare`), next to each
 //!   layer alone.
@@ -116,6 +118,61 @@ impl<F: Future<Output = Result<T, E>>, T, E> Future for NaiveFuture<F> {
     }
 }
 
+/// The floor under any telemetry layer: the span keel opens and the two
+/// clock reads a latency needs, nothing recorded.
+#[derive(Clone)]
+struct Floor<S>(S);
+
+impl<S: Service<Request<String>>> Service<Request<String>> for Floor<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = FloorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<String>) -> Self::Future {
+        let span = tracing::info_span!(
+            "db.operation",
+            otel.name = "orders",
+            db.system.name = "postgresql",
+            server.address = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let inner = span.in_scope(|| self.0.call(request));
+        FloorFuture {
+            inner,
+            span,
+            started: quanta::Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    struct FloorFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        started: quanta::Instant,
+    }
+}
+
+impl<F: Future> Future for FloorFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        black_box(this.started.elapsed());
+        Poll::Ready(output)
+    }
+}
+
 fn layers(c: &mut Criterion) {
     keel_telemetry::install().expect("the only recorder of this process");
     let rt = runtime(2);
@@ -138,6 +195,13 @@ fn layers(c: &mut Criterion) {
             tasks,
             "naive metrics! by name",
             Http(Naive(Noop)),
+        );
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "floor: span + two clock reads",
+            Http(Floor(Noop)),
         );
         g.finish();
     }

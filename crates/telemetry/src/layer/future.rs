@@ -10,7 +10,6 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use super::LayerStats;
-use super::stats::Slot;
 use crate::BoxError;
 use crate::classify::{ERROR_TYPES, OperationOutcome, classify};
 
@@ -34,16 +33,17 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 /// One call in flight: counted in on creation, recorded once on the way
 /// out (as `cancelled` when the future is dropped unfinished).
 struct Call {
-    slot: &'static Slot,
+    stats: &'static LayerStats,
     started: Instant,
     done: bool,
 }
 
 impl Call {
+    #[inline]
     fn finish(&mut self, outcome: OperationOutcome) {
         if !self.done {
             self.done = true;
-            self.slot.finish(outcome, self.started.elapsed());
+            self.stats.finish(outcome, self.started.elapsed());
         }
     }
 }
@@ -56,11 +56,12 @@ impl Drop for Call {
 
 impl<F> ResponseFuture<F> {
     pub(super) fn new(inner: F, span: Span, stats: &'static LayerStats) -> Self {
+        stats.start();
         Self {
             inner,
             span,
             call: Call {
-                slot: stats.start(),
+                stats,
                 started: Instant::now(),
                 done: false,
             },
@@ -89,7 +90,7 @@ where
             Err(error) => {
                 let error: BoxError = error.into();
                 let (outcome, error_type) = classify(&*error);
-                this.call.slot.error(error_type);
+                this.call.stats.error(error_type);
                 if !this.span.is_disabled() {
                     this.span.record("error.type", ERROR_TYPES[error_type]);
                     this.span.record("otel.status_code", "ERROR");

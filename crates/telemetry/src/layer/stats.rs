@@ -1,9 +1,12 @@
 //! What a [`TelemetryLayer`](super::TelemetryLayer) counts, accumulated per
 //! thread and pushed into the `metrics` handles by [`flush`](crate::flush):
-//! a call touches only its own thread's slot (no cache line shared between
-//! cores, no reference count), so the layer's cost stays flat as cores are
-//! added. One `LayerStats` per label set, interned for the process: a name
-//! is one series set, as the recorder sees it anyway.
+//! a call touches only the slot of the thread it runs on (no cache line
+//! shared between cores, no reference count), so the layer's cost stays
+//! flat as cores are added. The first threads each own a slot outright and
+//! count with a plain load and store (no locked instruction: only the owner
+//! writes, readers sum); threads past those share one last slot and count
+//! with atomic adds. One `LayerStats` per label set, interned for the
+//! process: a name is one series set, as the recorder sees it anyway.
 
 #[cfg(feature = "prometheus")]
 use std::fmt::Write as _;
@@ -78,17 +81,26 @@ pub(crate) struct Slot {
     latency: [[Bucket; BUCKETS]; OUTCOMES],
 }
 
-impl Slot {
-    pub(crate) fn finish(&self, outcome: OperationOutcome, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NS.partition_point(|bound| *bound < nanos);
-        let cell = &self.latency[outcome.index()][bucket];
-        cell.count.fetch_add(1, Ordering::Relaxed);
-        cell.nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
+/// The slot the current thread writes, and whether it owns it.
+#[derive(Clone, Copy)]
+struct Writer<'a> {
+    slot: &'a Slot,
+    owned: bool,
+}
 
-    pub(crate) fn error(&self, error_type: usize) {
-        self.errors[error_type].fetch_add(1, Ordering::Relaxed);
+impl Writer<'_> {
+    /// Adds `n` to `cell`: a plain load and store on an owned slot (its
+    /// only writer is this thread), an atomic add on the shared one.
+    #[inline]
+    fn add(self, cell: &AtomicU64, n: u64) {
+        if self.owned {
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -155,12 +167,53 @@ impl LayerStats {
         stats
     }
 
-    /// Counts a call in, on this thread's slot; the call records its end
-    /// on the same slot, wherever it finishes.
-    pub(crate) fn start(&'static self) -> &'static Slot {
-        let slot = &self.slots[thread_slot() % self.slots.len()];
-        slot.started.fetch_add(1, Ordering::Relaxed);
-        slot
+    /// The current thread's slot: its own while there are slots to give,
+    /// else the last one, shared.
+    #[inline]
+    fn writer(&self) -> Writer<'_> {
+        let shared = self.slots.len() - 1;
+        match thread_slot() {
+            own if own < shared => Writer {
+                slot: &self.slots[own],
+                owned: true,
+            },
+            _ => Writer {
+                slot: &self.slots[shared],
+                owned: false,
+            },
+        }
+    }
+
+    /// Counts a call in, on the slot of the thread it starts on.
+    #[inline]
+    pub(crate) fn start(&self) {
+        let w = self.writer();
+        w.add(&w.slot.started, 1);
+    }
+
+    /// Counts a call out with its outcome and latency, on the slot of the
+    /// thread it ends on (a task may have moved between threads).
+    #[inline]
+    pub(crate) fn finish(&self, outcome: OperationOutcome, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        // A scan from the smallest bound, not a binary search: its branches
+        // settle on a service's usual latency and are predicted, where a
+        // binary search's chain of dependent compares costs every call.
+        let bucket = BOUNDS_NS
+            .iter()
+            .position(|bound| *bound >= nanos)
+            .unwrap_or(BOUNDS_NS.len());
+        let w = self.writer();
+        let cell = &w.slot.latency[outcome.index()][bucket];
+        w.add(&cell.count, 1);
+        w.add(&cell.nanos, nanos);
+    }
+
+    /// Counts an error of class `error_type`.
+    #[inline]
+    pub(crate) fn error(&self, error_type: usize) {
+        let w = self.writer();
+        w.add(&w.slot.errors[error_type], 1);
     }
 
     /// What the layer has counted so far, read from every slot.
@@ -370,14 +423,19 @@ fn start_flusher() {
     });
 }
 
-/// Slots per layer: twice the cores, so threads rarely share one.
+/// Slots per layer: one per thread for the first threads that make calls
+/// (a runtime's workers start first), at least 16 and twice the cores, plus
+/// the shared one.
 fn slot_count() -> usize {
     std::thread::available_parallelism()
-        .map_or(8, |n| n.get() * 2)
-        .clamp(4, 128)
+        .map_or(16, |n| n.get() * 2)
+        .clamp(16, 128)
+        + 1
 }
 
-/// This thread's slot number, given out round-robin on first use.
+/// This thread's slot number, given out in order on first use and never
+/// reused, so no two threads ever own the same slot.
+#[inline]
 fn thread_slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -399,6 +457,46 @@ mod tests {
         }
     }
 
+    /// More threads than slots: the first own theirs, the rest share the
+    /// last; no call is lost either way, including calls that start on one
+    /// thread and end on another.
+    #[test]
+    fn every_call_counts_however_many_threads_make_them() {
+        let stats = LayerStats::intern(Labels {
+            name: "threads".into(),
+            db_system: None,
+            server_address: None,
+        });
+        let threads = slot_count() * 2;
+        let per_thread = 10_000;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..per_thread {
+                        stats.start();
+                        stats.finish(OperationOutcome::Ok, Duration::from_micros(1));
+                    }
+                    stats.start();
+                    stats.error(0);
+                });
+            }
+        });
+        // The calls left open on each thread end on this one.
+        for _ in 0..threads {
+            stats.finish(OperationOutcome::Error, Duration::from_micros(1));
+        }
+        let counts = stats.snapshot();
+        assert_eq!(counts.ok, (threads * per_thread) as u64);
+        assert_eq!(counts.error, threads as u64);
+        assert_eq!(counts.in_flight, 0);
+        let errors: u64 = stats
+            .slots
+            .iter()
+            .map(|s| s.errors[0].load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(errors, threads as u64);
+    }
+
     #[cfg(feature = "prometheus")]
     #[test]
     fn the_native_histogram_puts_each_call_in_its_bucket() {
@@ -409,13 +507,11 @@ mod tests {
             server_address: None,
         });
         for micros in [10, 50, 51, 3_000, 20_000_000] {
-            stats
-                .start()
-                .finish(OperationOutcome::Ok, Duration::from_micros(micros));
+            stats.start();
+            stats.finish(OperationOutcome::Ok, Duration::from_micros(micros));
         }
-        stats
-            .start()
-            .finish(OperationOutcome::Timeout, Duration::from_secs(1));
+        stats.start();
+        stats.finish(OperationOutcome::Timeout, Duration::from_secs(1));
         let mut text = String::new();
         render_histograms(&mut text);
         let bucket = |outcome: &str, le: &str| -> u64 {
