@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use crate::cmd::{cargo, root, status};
 
-struct Result {
-    function: String,
-    mean_ns: f64,
+/// One entry's result: its name in the group and its mean time.
+pub(crate) struct Result {
+    pub(crate) function: String,
+    pub(crate) mean_ns: f64,
 }
 
 pub(crate) fn run(extra: &[String]) -> std::result::Result<(), String> {
@@ -38,12 +39,24 @@ pub(crate) fn run(extra: &[String]) -> std::result::Result<(), String> {
     }
     let docs = root().join("docs");
     std::fs::create_dir_all(&docs).map_err(|e| format!("{}: {e}", docs.display()))?;
+    let command = format!("cargo xtask bench {}", extra.join(" "));
+    let summary = format!(
+        "{}{}\nMeasured by `{}` on this project's 2-core machine; every ratio is within one run. Every group's table: [docs/bench.md](docs/bench.md).\n\n",
+        crate::summary::LEGEND,
+        crate::summary::table(&groups),
+        command.trim_end()
+    );
     let header = format!(
-        "# Benchmarks\n\n`cargo xtask bench {}` on this project's 2-core machine; every\nratio is within one run. The chart: `bench.svg`.\n",
-        extra.join(" ")
+        "# Benchmarks\n\n`{}` on this project's 2-core machine; every\nratio is within one run. The chart: `bench.svg`.\n\n## Summary\n\n{}",
+        command.trim_end(),
+        crate::summary::LEGEND
     );
     let md = docs.join("bench.md");
-    std::fs::write(&md, header + &report).map_err(|e| format!("{}: {e}", md.display()))?;
+    let body = header + &crate::summary::table(&groups) + "\n## Every group\n" + &report;
+    std::fs::write(&md, body).map_err(|e| format!("{}: {e}", md.display()))?;
+    if extra.is_empty() {
+        crate::summary::write_into_readme(&root().join("README.md"), &summary)?;
+    }
     let svg = docs.join("bench.svg");
     let panels: Vec<crate::chart::Panel> = groups
         .iter()

@@ -1,7 +1,9 @@
 //! Project chores, run as `cargo xtask <task>`:
 //!
 //! - `ci`: every check CI runs, one line per step with its time.
-//! - `bench`: the benchmarks, then a markdown table of the results.
+//! - `bench`: the benchmarks, then a markdown table of the results
+//!   (docs/bench.md, docs/bench.svg and, after a full run, README.md's
+//!   summary).
 #![forbid(unsafe_code)]
 #![expect(
     clippy::print_stdout,
@@ -13,6 +15,7 @@ mod bench;
 mod chart;
 mod ci;
 mod cmd;
+mod summary;
 
 use std::process::ExitCode;
 
