@@ -17,11 +17,54 @@ pub(crate) struct Result {
     pub(crate) mean_ns: f64,
 }
 
-pub(crate) fn run(extra: &[String]) -> std::result::Result<(), String> {
-    let started = SystemTime::now();
-    let mut args = vec!["bench", "-p", "keel-benches", "--"];
-    args.extend(extra.iter().map(String::as_str));
-    status(cargo(&args))?;
+/// Where a run notes when it started and with which arguments, so
+/// `--report` can redo the tables of that run without running it again.
+fn marker() -> PathBuf {
+    target_dir().join("criterion").join("keel-bench-run.json")
+}
+
+pub(crate) fn run(args: &[String]) -> std::result::Result<(), String> {
+    let (started, extra) = if args.first().map(String::as_str) == Some("--report") {
+        last_run()?
+    } else {
+        let started = SystemTime::now();
+        let mut cargo_args = vec!["bench", "-p", "keel-benches", "--"];
+        cargo_args.extend(args.iter().map(String::as_str));
+        status(cargo(&cargo_args))?;
+        let since = started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let note = serde_json::json!({ "started": since, "args": args });
+        std::fs::write(marker(), note.to_string())
+            .map_err(|e| format!("{}: {e}", marker().display()))?;
+        (started, args.to_vec())
+    };
+    report(started, &extra)
+}
+
+/// The start time and arguments of the last run.
+fn last_run() -> std::result::Result<(SystemTime, Vec<String>), String> {
+    let note = read_json(&marker())
+        .map_err(|e| format!("no earlier run to report on (run `cargo xtask bench` first): {e}"))?;
+    let since = note["started"]
+        .as_u64()
+        .ok_or("the run note has no start time")?;
+    let args = note["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since),
+        args,
+    ))
+}
+
+/// Tables, chart and summary from the results written since `started`.
+fn report(started: SystemTime, extra: &[String]) -> std::result::Result<(), String> {
     let dir = target_dir().join("criterion");
     let mut groups: BTreeMap<String, Vec<Result>> = BTreeMap::new();
     collect(&dir, started, &mut groups)?;

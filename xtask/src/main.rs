@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  ci      fmt, clippy, standalone check, tests, docs, cargo-deny\n  bench   run the benchmarks and print a markdown table (extra args go to criterion)"
+                "usage: cargo xtask <task>\n\n  ci      fmt, clippy, standalone check, tests, docs, cargo-deny\n  bench   run the benchmarks and print a markdown table (extra args go to criterion;\n          `--report` redoes the tables, chart and summary of the last run)"
             );
             return ExitCode::from(2);
         }

@@ -70,6 +70,27 @@ pub enum StoreError {
     /// The OS could not supply randomness for a new id.
     #[error("no randomness for a session id: {0}")]
     Random(#[source] std::io::Error),
+    /// The SQL backend's tables are missing, behind or newer than this
+    /// code.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Schema(#[from] crate::sql::SchemaError),
+    /// A stored session could not be read back (its data is not a JSON
+    /// object, a field is out of range): that session only; the others
+    /// keep serving. The message shows the id as `Debug` does (its first
+    /// digits: an id is a bearer secret).
+    #[error("session {id:?} is unreadable: {reason}")]
+    Unreadable {
+        /// The session.
+        id: crate::id::SessionId,
+        /// What was found.
+        reason: String,
+    },
+    /// The connection to a shared engine (PostgreSQL) was lost while a
+    /// write was on its way: it may or may not have been applied. Read the
+    /// session again before deciding to repeat it.
+    #[error("the connection was lost during a write, which may or may not have been applied: {0}")]
+    OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend failed.
     #[error("session backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

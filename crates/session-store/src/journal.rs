@@ -129,6 +129,22 @@ impl Journal {
     }
 
     /// Whether nothing was ever appended.
+    /// A journal as a backend stored it: the last sequence number given
+    /// out and the records kept, oldest first.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn from_parts(last_seq: u64, records: Vec<JournalRecord>) -> Self {
+        Self {
+            last_seq,
+            records: records.into(),
+        }
+    }
+
+    /// The last sequence number given out (0 for none).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.last_seq == 0
     }

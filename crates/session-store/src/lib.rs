@@ -7,6 +7,9 @@
 //! - `SledStore` (feature `sled`): sessions on disk in sled; in durable
 //!   mode an acknowledged write survives `kill -9`, and concurrent writers
 //!   share each fsync (group commit).
+//! - `PgStore` (feature `postgres`, or `sql`): a sessions table in
+//!   PostgreSQL through a keel-pool-core pool, shared by every instance of
+//!   a service; versioned migrations, compare-and-swap in one statement.
 //!
 //! With the `tower-sessions` feature, `TowerSessions` makes any of them a
 //! `tower_sessions::SessionStore` for axum applications.
@@ -40,7 +43,7 @@
 #![forbid(unsafe_code)]
 // Without a backend the helpers the backends share have no caller.
 #![cfg_attr(
-    not(any(feature = "memory", feature = "sled")),
+    not(any(feature = "memory", feature = "sled", feature = "postgres")),
     allow(dead_code, reason = "backend helpers with no backend compiled in")
 )]
 
@@ -59,6 +62,8 @@ mod population;
 mod session;
 #[cfg(feature = "sled")]
 mod sled;
+#[cfg(feature = "postgres")]
+mod sql;
 mod store;
 mod sweeper;
 #[cfg(feature = "tower-sessions")]
@@ -80,7 +85,10 @@ pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 pub use memory::MemoryStore;
 pub use observer::{Event, NoopObserver, Observer};
 pub use session::{NewSession, Session};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sql::{PgStore, SchemaError, SqlConfig};
 pub use store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
-pub use tower_sessions::TowerSessions;
+pub use tower_sessions::{SaveMissing, TowerSessions};

@@ -30,6 +30,12 @@ pub enum Event<'a> {
         /// The store's name.
         name: &'a str,
     },
+    /// The tower-sessions adapter dropped a save of a session the store
+    /// no longer holds (see `SaveMissing`); `name` is the adapter's.
+    SaveDropped {
+        /// The adapter's name.
+        name: &'a str,
+    },
     /// What a disk backend occupies, reported after each cleanup.
     SizeOnDisk {
         /// The store's name.

@@ -2,11 +2,13 @@
 //! application adopts a keel backend by changing the store it hands to
 //! `SessionManagerLayer::new`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{Error, ExpiredDeletion, Result};
@@ -14,6 +16,7 @@ use tower_sessions_core::session_store::{Error, ExpiredDeletion, Result};
 use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
+use crate::observer::{Event, Events, Observer};
 use crate::session::{NewSession, Session};
 use crate::store::{ExpiredCleanup, SessionStore};
 
@@ -22,13 +25,36 @@ use crate::store::{ExpiredCleanup, SessionStore};
 /// wins, but never by overwriting blindly).
 const SAVE_ATTEMPTS: usize = 16;
 
+/// Kept past the record's expiry date by the keel store's TTL, so a store
+/// whose clock is coarse or a little behind never frees a session early;
+/// `load` goes by the exact date.
+const EXPIRY_SLACK: Duration = Duration::from_secs(1);
+
+/// What `save` does with a session the store no longer holds (a concurrent
+/// request logged out, or the cookie names an unknown or expired id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveMissing {
+    /// The write is dropped and the request succeeds: the deletion stands
+    /// (a logout is never undone, and a client never gets a session under
+    /// an id it chose). Observers hear [`Event::SaveDropped`].
+    #[default]
+    Drop,
+    /// The save fails, which tower-sessions turns into HTTP 500.
+    Fail,
+}
+
 /// A keel [`SessionStore`] for tower-sessions.
 ///
 /// The keel store picks the ids (128 bits from the OS CSPRNG, checked
-/// against collisions), keeps each session until the record's expiry date,
-/// and frees expired ones itself. Sessions are filed under the client id
-/// `"tower-sessions"` (change it with
-/// [`with_client_id`](Self::with_client_id)) and transport `"http"`.
+/// against collisions) and frees expired sessions itself. Each session's
+/// keel data is `{"data": <tower-sessions' map>, "expiry_ns": <the
+/// record's expiry date, Unix nanoseconds>}`: `load` hands back exactly
+/// the date `save` was given and treats the session as gone from that
+/// instant, while the keel TTL runs a second past it. Sessions are filed
+/// under the client id `"tower-sessions"` (change it with
+/// [`with_client_id`](Self::with_client_id)) and transport `"http"`. A save
+/// of a session the store no longer holds follows [`SaveMissing`].
 ///
 /// ```
 /// use keel_session_store::{MemoryStore, StoreConfig, TowerSessions};
@@ -42,6 +68,8 @@ const SAVE_ATTEMPTS: usize = 16;
 pub struct TowerSessions<S> {
     store: S,
     client_id: Arc<str>,
+    save_missing: SaveMissing,
+    events: Events,
 }
 
 impl<S: fmt::Debug> fmt::Debug for TowerSessions<S> {
@@ -49,7 +77,8 @@ impl<S: fmt::Debug> fmt::Debug for TowerSessions<S> {
         f.debug_struct("TowerSessions")
             .field("store", &self.store)
             .field("client_id", &self.client_id)
-            .finish()
+            .field("save_missing", &self.save_missing)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,6 +88,8 @@ impl<S> TowerSessions<S> {
         Self {
             store,
             client_id: Arc::from("tower-sessions"),
+            save_missing: SaveMissing::default(),
+            events: Events::default(),
         }
     }
 
@@ -66,6 +97,21 @@ impl<S> TowerSessions<S> {
     #[must_use]
     pub fn with_client_id(mut self, client_id: impl Into<Arc<str>>) -> Self {
         self.client_id = client_id.into();
+        self
+    }
+
+    /// What a save of a session the store no longer holds does.
+    #[must_use]
+    pub fn with_save_missing(mut self, policy: SaveMissing) -> Self {
+        self.save_missing = policy;
+        self
+    }
+
+    /// Reports the adapter's own events ([`Event::SaveDropped`]) to
+    /// `observer`, under `name`.
+    #[must_use]
+    pub fn with_observer(mut self, name: impl Into<Arc<str>>, observer: impl Observer) -> Self {
+        self.events = Events::new(name.into(), Some(Arc::new(observer)));
         self
     }
 
@@ -83,30 +129,69 @@ fn keel_id(id: &Id) -> SessionId {
     SessionId::from_bytes(id.0.to_be_bytes())
 }
 
-/// Time left until `expiry` (at least 1 ms: the store refuses none).
+/// The keel data of a record: its map and exact expiry date.
+#[derive(Serialize)]
+struct Stored<'a> {
+    data: &'a HashMap<String, serde_json::Value>,
+    expiry_ns: i128,
+}
+
+/// [`Stored`], read back.
+#[derive(Deserialize)]
+struct Loaded {
+    data: HashMap<String, serde_json::Value>,
+    expiry_ns: i128,
+}
+
+fn to_keel(record: &Record) -> Result<Data> {
+    let stored = Stored {
+        data: &record.data,
+        expiry_ns: record.expiry_date.unix_timestamp_nanos(),
+    };
+    Data::from_serialize(&stored).map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// The keel TTL for a record expiring at `expiry`: the time left, rounded
+/// up to whole milliseconds, plus [`EXPIRY_SLACK`].
 fn ttl_until(expiry: OffsetDateTime) -> Duration {
-    let left = expiry - OffsetDateTime::now_utc();
-    Duration::try_from(left)
-        .unwrap_or_default()
-        .max(Duration::from_millis(1))
+    let left = Duration::try_from(expiry - OffsetDateTime::now_utc()).unwrap_or_default();
+    let millis = left.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX)).saturating_add(EXPIRY_SLACK)
 }
 
-fn to_keel(data: &std::collections::HashMap<String, serde_json::Value>) -> Result<Data> {
-    Data::from_serialize(data).map_err(|e| Error::Encode(e.to_string()))
-}
-
-fn to_record(session: &Session) -> Result<Record> {
-    let expires_ns = i128::from(session.expires_at()) * 1_000_000;
-    let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires_ns)
+/// The record of a keel session, or `None` once its expiry date is past.
+fn to_record(session: &Session) -> Result<Option<Record>> {
+    let loaded: Loaded = session.data.deserialize().map_err(|e| {
+        Error::Decode(format!(
+            "session {:?} was not written by TowerSessions: {e}",
+            session.id
+        ))
+    })?;
+    let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(loaded.expiry_ns)
         .map_err(|e| Error::Decode(format!("expiry out of range: {e}")))?;
-    Ok(Record {
+    if expiry_date <= OffsetDateTime::now_utc() {
+        return Ok(None);
+    }
+    Ok(Some(Record {
         id: Id(i128::from_be_bytes(*session.id.as_bytes())),
-        data: session
-            .data
-            .deserialize()
-            .map_err(|e| Error::Decode(e.to_string()))?,
+        data: loaded.data,
         expiry_date,
-    })
+    }))
+}
+
+impl<S> TowerSessions<S> {
+    /// A save found no session: [`SaveMissing`] decides.
+    fn missing(&self) -> Result<()> {
+        match self.save_missing {
+            SaveMissing::Drop => {
+                self.events.emit(|name| Event::SaveDropped { name });
+                Ok(())
+            }
+            SaveMissing::Fail => Err(Error::Backend(
+                "the session expired or was deleted before this save".into(),
+            )),
+        }
+    }
 }
 
 #[async_trait]
@@ -116,7 +201,7 @@ where
 {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let new = NewSession::new(Arc::clone(&self.client_id), "http")
-            .with_data(to_keel(&record.data)?)
+            .with_data(to_keel(record)?)
             .with_ttl(ttl_until(record.expiry_date));
         let session = self.store.create(new).await.map_err(backend)?;
         record.id = Id(i128::from_be_bytes(*session.id.as_bytes()));
@@ -125,17 +210,14 @@ where
 
     async fn save(&self, record: &Record) -> Result<()> {
         let id = keel_id(&record.id);
-        let data = to_keel(&record.data)?;
+        let data = to_keel(record)?;
         for _ in 0..SAVE_ATTEMPTS {
             // Only the version is kept: a session nobody holds can be
             // updated in place.
-            let version = self
-                .store
-                .get(&id)
-                .await
-                .map_err(backend)?
-                .ok_or_else(|| Error::Backend("the session expired or was deleted".into()))?
-                .version;
+            let version = match self.store.get(&id).await.map_err(backend)? {
+                Some(session) => session.version,
+                None => return self.missing(),
+            };
             let ttl = ttl_until(record.expiry_date);
             match self
                 .store
@@ -144,6 +226,8 @@ where
             {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict { .. }) => continue,
+                // Deleted or expired between the read and the write.
+                Err(StoreError::NotFound) => return self.missing(),
                 Err(e) => return Err(backend(e)),
             }
         }
@@ -154,7 +238,7 @@ where
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         match self.store.get(&keel_id(id)).await.map_err(backend)? {
-            Some(session) => to_record(&session).map(Some),
+            Some(session) => to_record(&session),
             None => Ok(None),
         }
     }

@@ -70,7 +70,8 @@ pub const BREAKER_TRANSITIONS: &str = "keel.breaker.transitions";
 pub const BREAKER_REJECTIONS: &str = "keel.breaker.rejections";
 
 /// Session store operations, by `operation`: `created`, `deleted`,
-/// `expired`, `conflict` (counter).
+/// `expired`, `conflict`, `save_dropped` (the tower-sessions adapter
+/// dropped a save of a session already gone) (counter).
 pub const SESSION_OPERATIONS: &str = "keel.session.operations";
 /// What a disk-backed session store occupies (gauge, bytes).
 pub const SESSION_DISK_SIZE: &str = "keel.session.disk_size";

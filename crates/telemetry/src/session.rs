@@ -22,6 +22,7 @@ struct Handles {
     deleted: Counter,
     expired: Counter,
     conflict: Counter,
+    save_dropped: Counter,
     disk: Gauge,
 }
 
@@ -38,6 +39,7 @@ impl Observer for SessionMetrics {
         | Event::Deleted { name }
         | Event::Expired { name, .. }
         | Event::Conflict { name }
+        | Event::SaveDropped { name }
         | Event::SizeOnDisk { name, .. }) = *event
         else {
             return;
@@ -51,6 +53,7 @@ impl Observer for SessionMetrics {
                 deleted: op("deleted"),
                 expired: op("expired"),
                 conflict: op("conflict"),
+                save_dropped: op("save_dropped"),
                 disk: metrics::gauge!(SESSION_DISK_SIZE, NAME => name.to_owned()),
             }
         });
@@ -59,6 +62,7 @@ impl Observer for SessionMetrics {
             Event::Deleted { .. } => h.deleted.increment(1),
             Event::Expired { count, .. } => h.expired.increment(count as u64),
             Event::Conflict { .. } => h.conflict.increment(1),
+            Event::SaveDropped { .. } => h.save_dropped.increment(1),
             #[expect(clippy::cast_precision_loss, reason = "bytes on disk far below 2^53")]
             Event::SizeOnDisk { bytes, .. } => h.disk.set(bytes as f64),
             _ => {}

@@ -20,6 +20,9 @@ use keel_session_store::{
 };
 use serde_json::json;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod pg;
+
 /// Builds a fresh, empty store of the backend under test.
 pub(crate) trait Factory {
     type Store: SessionStore;
