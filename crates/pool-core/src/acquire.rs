@@ -266,6 +266,21 @@ impl<M: Manager> Shared<M> {
         None
     }
 
+    /// Resets a connection its holder returned mid-transaction, then makes
+    /// it idle; a failed reset closes it and frees its slot.
+    pub(crate) async fn reset_returned(self: Arc<Self>, conn: Conn<M::Connection>) {
+        let in_flight = InFlight {
+            shared: &self,
+            conn: Some(conn),
+        };
+        match self.prepare(in_flight).await {
+            Some(conn) => self.idle_again(conn),
+            None => {
+                self.return_permit();
+            }
+        }
+    }
+
     /// Resets or validates an idle connection, under the phase's timeout.
     async fn prepare(&self, mut in_flight: InFlight<'_, M>) -> Option<Conn<M::Connection>> {
         let conn = in_flight.conn.as_mut()?;

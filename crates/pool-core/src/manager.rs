@@ -11,8 +11,9 @@ use crate::cancel::Canceller;
 pub enum CheckIn {
     /// Put it back as it is.
     Reuse,
-    /// Put it back, but run [`Manager::reset`] before the next checkout
-    /// hands it out (a transaction left open, session state to clear).
+    /// Put it back after [`Manager::reset`], which runs at once in a task
+    /// of its own (a transaction left open keeps its locks until reset),
+    /// the connection holding its slot meanwhile.
     Reset,
     /// Close it: its state is unknown or it is broken.
     Discard,
@@ -65,7 +66,8 @@ pub trait Manager: Send + Sync + 'static {
     }
 
     /// Brings a connection that [`check_in`](Manager::check_in) marked
-    /// `Reset` back to a clean state; runs before its next checkout.
+    /// `Reset` back to a clean state; runs as soon as it is returned, under
+    /// `reset_timeout` (a failure closes it).
     fn reset(
         &self,
         conn: &mut Self::Connection,

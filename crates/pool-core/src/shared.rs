@@ -359,11 +359,13 @@ impl<M: Manager> Shared<M> {
             .is_ok()
     }
 
-    /// Takes back a checked-out connection: synchronous, spawns nothing.
-    /// A connection still marked unknown (its holder was interrupted
-    /// mid-I/O) is closed.
+    /// Takes back a checked-out connection: synchronous. A connection still
+    /// marked unknown (its holder was interrupted mid-I/O) is closed; one
+    /// that needs a reset (a transaction left open) is reset at once in a
+    /// task of its own, holding its slot meanwhile: left idle until its
+    /// next checkout, it would keep the transaction's locks that long.
     #[inline]
-    pub(crate) fn check_in(&self, mut conn: Conn<M::Connection>) {
+    pub(crate) fn check_in(self: &Arc<Self>, mut conn: Conn<M::Connection>) {
         if let Some(checkouts) = &self.checkouts {
             lock(checkouts).remove(&conn.id);
         }
@@ -386,11 +388,21 @@ impl<M: Manager> Shared<M> {
             self.return_permit();
             return;
         }
+        if conn.needs_reset {
+            drop(self.runtime.spawn(Arc::clone(self).reset_returned(conn)));
+            return;
+        }
+        self.idle_again(conn);
+    }
+
+    /// Puts a returned connection back among the idle ones (or closes it
+    /// when the pool is shrinking) and frees its slot.
+    pub(crate) fn idle_again(&self, mut conn: Conn<M::Connection>) {
         if self.debt.load(Ordering::Relaxed) > 0 && self.pay_debt() {
             self.discard(conn, CloseReason::Shrunk);
             return;
         }
-        conn.idle_since_ms = now;
+        conn.idle_since_ms = self.clock.coarse();
         self.idle.push(conn);
         self.permits.add_permits(1);
         if self.starved.load(Ordering::SeqCst) > 0 {

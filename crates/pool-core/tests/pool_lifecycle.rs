@@ -125,8 +125,11 @@ async fn a_broken_connection_is_closed_at_check_in() {
     assert_eq!(fake.open(), 0);
 }
 
+/// A connection returned mid-transaction is reset at once, off the
+/// caller's path, not at its next checkout: until reset it would keep the
+/// transaction's locks, however long the pool stays quiet.
 #[tokio::test(start_paused = true)]
-async fn a_dirty_connection_is_reset_before_its_next_checkout() {
+async fn a_dirty_connection_is_reset_at_once_in_the_background() {
     let fake = Fake::new();
     let pool = pool(&fake, config()).await;
     let mut c = pool.get().await.unwrap();
@@ -135,8 +138,17 @@ async fn a_dirty_connection_is_reset_before_its_next_checkout() {
     assert_eq!(
         fake.state.resets.load(Ordering::SeqCst),
         0,
-        "release does no I/O"
+        "release does no I/O on the caller's path"
     );
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        fake.state.resets.load(Ordering::SeqCst),
+        1,
+        "reset with no checkout"
+    );
+    assert_eq!(pool.stats().idle, 1, "then idle");
     let c = pool.get().await.unwrap();
     assert!(!c.dirty);
     assert_eq!(fake.state.resets.load(Ordering::SeqCst), 1);

@@ -289,3 +289,55 @@ async fn under_churn_the_server_never_holds_more_sessions_than_the_pool_allows()
         "the server held {peak} of this pool's sessions at once"
     );
 }
+
+/// A transaction dropped without commit gives its locks back at once: the
+/// pool rolls it back when the connection returns, not at its next
+/// checkout (a quiet pool may not check it out for a long time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transaction_releases_its_locks_without_another_checkout() {
+    let table = format!("keel_pool_lock_{:08x}", fastrand::u32(..));
+    let mut other = sqlx::PgConnection::connect(URL).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {table} (id int primary key); INSERT INTO {table} VALUES (1)"
+    )))
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let pool = Pool::builder(manager(URL))
+        .max_size(2)
+        .build()
+        .await
+        .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let mut tx = (*conn).begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE id = 1 FOR UPDATE"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // An early return in the caller's code: no commit, no rollback.
+    drop(tx);
+    drop(conn);
+    let lock = format!("SELECT id FROM {table} WHERE id = 1 FOR UPDATE NOWAIT");
+    let mut freed = false;
+    for _ in 0..250 {
+        let mut tx = other.begin().await.unwrap();
+        let taken = sqlx::query(sqlx::AssertSqlSafe(lock.clone()))
+            .execute(&mut *tx)
+            .await
+            .is_ok();
+        tx.rollback().await.unwrap();
+        if taken {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the row stayed locked with the pool idle");
+    assert_eq!(pool.stats().idle, 1, "the connection is idle again");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&mut other)
+        .await
+        .unwrap();
+}
