@@ -131,6 +131,20 @@ impl Cycle for Keel {
     }
 }
 
+/// The row of session `key`, as keel's store reads it (not decoded).
+async fn read_row(conn: &mut PgConnection, key: &[u8]) -> sqlx::postgres::PgRow {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, client_id, transport, created_at, updated_at, last_activity, ttl_ms, version, data::text \
+         FROM {SCHEMA}.keel_sessions WHERE id = $1 AND expires_at > $2"
+    )))
+    .bind(key)
+    .bind(1_i64)
+    .fetch_optional(conn)
+    .await
+    .expect("get")
+    .expect("live")
+}
+
 /// One connection per task and the statements keel's store sends.
 #[derive(Clone)]
 struct Floor(Arc<Vec<Mutex<PgConnection>>>, Arc<Shared>);
@@ -143,28 +157,11 @@ impl Cycle for Floor {
         let key = id.as_bytes().as_slice();
         match s.op {
             Op::Get => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT id, client_id, transport, created_at, updated_at, last_activity, ttl_ms, version, data::text \
-                     FROM {SCHEMA}.keel_sessions WHERE id = $1 AND expires_at > $2"
-                )))
-                .bind(key)
-                .bind(1_i64)
-                .fetch_optional(&mut *conn)
-                .await
-                .expect("get")
-                .expect("live");
+                read_row(&mut conn, key).await;
             }
             Op::Update => {
                 // The whole row, as a handler reads the session it changes.
-                let row = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT id, client_id, transport, created_at, updated_at, last_activity, ttl_ms, version, data::text \
-                     FROM {SCHEMA}.keel_sessions WHERE id = $1 AND expires_at > $2"
-                )))
-                .bind(key)
-                .bind(1_i64)
-                .fetch_one(&mut *conn)
-                .await
-                .expect("read");
+                let row = read_row(&mut conn, key).await;
                 let version: i64 = sqlx::Row::get(&row, 7);
                 sqlx::query(AssertSqlSafe(format!(
                     "UPDATE {SCHEMA}.keel_sessions SET data = $3::jsonb, version = version + 1, \
