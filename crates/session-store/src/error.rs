@@ -72,7 +72,7 @@ pub enum StoreError {
     Random(#[source] std::io::Error),
     /// The SQL backend's tables are missing, behind or newer than this
     /// code.
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     #[error(transparent)]
     Schema(#[from] crate::sql::SchemaError),
     /// A stored session could not be read back (its data is not a JSON

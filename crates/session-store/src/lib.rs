@@ -7,9 +7,10 @@
 //! - `SledStore` (feature `sled`): sessions on disk in sled; in durable
 //!   mode an acknowledged write survives `kill -9`, and concurrent writers
 //!   share each fsync (group commit).
-//! - `PgStore` (feature `postgres`, or `sql`): a sessions table in
-//!   PostgreSQL through a keel-pool-core pool, shared by every instance of
-//!   a service; versioned migrations, compare-and-swap in one statement.
+//! - `PgStore` (feature `postgres`) and `MySqlStore` (feature `mysql`;
+//!   both: `sql`): a sessions table in PostgreSQL, MySQL or MariaDB through
+//!   a keel-pool-core pool, shared by every instance of a service;
+//!   versioned migrations, compare-and-swap in one statement.
 //!
 //! With the `tower-sessions` feature, `TowerSessions` makes any of them a
 //! `tower_sessions::SessionStore` for axum applications.
@@ -43,8 +44,11 @@
 #![forbid(unsafe_code)]
 // Without a backend the helpers the backends share have no caller.
 #![cfg_attr(
-    not(any(feature = "memory", feature = "sled", feature = "postgres")),
-    allow(dead_code, reason = "backend helpers with no backend compiled in")
+    not(any(feature = "memory", feature = "sled")),
+    allow(
+        dead_code,
+        reason = "helpers of the in-process backends (journal edits, the population count) with none compiled in"
+    )
 )]
 
 mod backup;
@@ -62,7 +66,7 @@ mod population;
 mod session;
 #[cfg(feature = "sled")]
 mod sled;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql;
 mod store;
 mod sweeper;
@@ -85,9 +89,15 @@ pub use journal::{JournalEntry, JournalRecord, JournalStatus};
 pub use memory::MemoryStore;
 pub use observer::{Event, NoopObserver, Observer};
 pub use session::{NewSession, Session};
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use sql::MySqlStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use sql::{PgStore, SchemaError, SqlConfig};
+pub use sql::PgStore;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "mysql"))))]
+pub use sql::{SchemaError, SqlConfig};
 pub use store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]

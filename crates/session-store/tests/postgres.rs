@@ -21,11 +21,11 @@ use keel_session_store::{
 )]
 mod conformance;
 
-use conformance::pg::{Postgres, fresh_schema, pool};
+use conformance::sql::pg::{Factory, fresh_schema, pool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms() {
-    let f = Postgres::default();
+    let f = Factory::default();
     conformance::run_all(&f).await;
     f.drop_schemas().await;
 }
@@ -102,7 +102,7 @@ async fn table_names_that_could_change_a_statement_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_row_names_its_session_and_the_others_keep_serving() {
-    let f = Postgres::default();
+    let f = Factory::default();
     let store = f.make_plain();
     let good = store.create(NewSession::new("c", "http")).await.unwrap();
     let bad = store.create(NewSession::new("c", "http")).await.unwrap();
@@ -142,48 +142,12 @@ async fn an_unreadable_row_names_its_session_and_the_others_keep_serving() {
     f.drop_schemas().await;
 }
 
-/// Many tasks write one session over the same versions: each version has
-/// exactly one winner, the rest get `Conflict`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_version_has_exactly_one_writer() {
-    let f = Postgres::default();
-    let store = Arc::new(f.make_plain());
-    let id = store.create(NewSession::new("c", "http")).await.unwrap().id;
-    for version in 1..=5u64 {
-        let writers: Vec<_> = (0..16)
-            .map(|_| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    store
-                        .update(&id, version, keel_session_store::Data::new())
-                        .await
-                })
-            })
-            .collect();
-        let mut won = 0;
-        for w in writers {
-            match w.await.unwrap() {
-                Ok(session) => {
-                    assert_eq!(session.version, version + 1);
-                    won += 1;
-                }
-                Err(StoreError::Conflict { expected, actual }) => {
-                    assert_eq!((expected, actual), (version, version + 1));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(won, 1, "version {version}");
-    }
-    f.drop_schemas().await;
-}
-
 /// The background sweep deletes expired rows every `cleanup_interval`
 /// (50 ms here) on the runtime's blocking threads. The wait is a liveness
 /// bound (10 s), not a timing claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_sweep_deletes_expired_rows() {
-    let f = Postgres::default();
+    let f = Factory::default();
     let clock = ManualClock::at(0);
     let config = StoreConfig::default().with_cleanup_interval(std::time::Duration::from_millis(50));
     let store = f.store(config, clock.clone(), None);
@@ -213,7 +177,7 @@ async fn the_background_sweep_deletes_expired_rows() {
 /// is served on a fresh connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cut_off_mid_statement_is_reported_as_unknown() {
-    let f = Postgres::default();
+    let f = Factory::default();
     let store = Arc::new(f.make_plain());
     let s = store.create(NewSession::new("c", "http")).await.unwrap().id;
     let schema = f.schemas.lock().unwrap()[0].clone();

@@ -19,8 +19,8 @@ use tower::ServiceExt;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore as _};
 
-#[cfg(feature = "postgres")]
-#[allow(dead_code, reason = "only the PostgreSQL store factory is used here")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[allow(dead_code, reason = "only the SQL store factories are used here")]
 mod conformance;
 
 /// Counts visits in the session; `/logout` ends it.
@@ -292,7 +292,15 @@ async fn axum_app_on_the_sled_store() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_app_on_the_postgres_store() {
-    let f = conformance::pg::Postgres::default();
+    let f = conformance::sql::pg::Factory::default();
+    adapter_scenarios(|| f.make_live()).await;
+    f.drop_schemas().await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_app_on_the_mysql_store() {
+    let f = conformance::sql::my::Factory::default();
     adapter_scenarios(|| f.make_live()).await;
     f.drop_schemas().await;
 }

@@ -2,6 +2,7 @@
 //! in the schema table; applied under an advisory lock so instances that
 //! start together migrate once.
 
+#[cfg(feature = "postgres")]
 use keel_pool_core::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
 
 use super::SqlConfig;
@@ -45,6 +46,7 @@ pub enum SchemaError {
 
 /// The statements of each migration, in order; `{sessions}`, `{journal}`
 /// and `{idx_*}` are replaced by the configured names.
+#[cfg(feature = "postgres")]
 const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE {sessions} (
         id BYTEA PRIMARY KEY,
@@ -76,7 +78,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// The schema version this code reads and writes.
 pub(crate) const KNOWN: i32 = 1;
 
-fn expand(statement: &str, sql: &SqlConfig) -> String {
+pub(crate) fn expand(statement: &str, sql: &SqlConfig) -> String {
     statement
         .replace("{sessions}", &sql.table("sessions"))
         .replace("{journal}", &sql.table("session_journal"))
@@ -85,6 +87,7 @@ fn expand(statement: &str, sql: &SqlConfig) -> String {
 }
 
 /// Applies the migrations not yet applied; returns the version reached.
+#[cfg(feature = "postgres")]
 pub(crate) async fn migrate(conn: &mut PgConnection, sql: &SqlConfig) -> Result<i32, StoreError> {
     let mut tx = conn.begin().await.map_err(backend)?;
     let result = migrate_in(&mut tx, sql).await;
@@ -99,6 +102,7 @@ pub(crate) async fn migrate(conn: &mut PgConnection, sql: &SqlConfig) -> Result<
     }
 }
 
+#[cfg(feature = "postgres")]
 async fn migrate_in(tx: &mut PgConnection, sql: &SqlConfig) -> Result<i32, StoreError> {
     let table = sql.table("session_schema");
     // One migrator at a time per table set, from the first statement; the
@@ -157,6 +161,7 @@ async fn migrate_in(tx: &mut PgConnection, sql: &SqlConfig) -> Result<i32, Store
 }
 
 /// Checks the tables are at the version this code knows.
+#[cfg(feature = "postgres")]
 pub(crate) async fn check(conn: &mut PgConnection, sql: &SqlConfig) -> Result<(), StoreError> {
     let table = sql.table("session_schema");
     let found: Option<i32> =
@@ -173,6 +178,12 @@ pub(crate) async fn check(conn: &mut PgConnection, sql: &SqlConfig) -> Result<()
             }
             Err(e) => return Err(backend(e)),
         };
+    verdict(table, found)
+}
+
+/// The tables' version `found` (none: no migration applied) against the
+/// version this code knows.
+pub(crate) fn verdict(table: String, found: Option<i32>) -> Result<(), StoreError> {
     match found.unwrap_or(0) {
         KNOWN => Ok(()),
         found if found > KNOWN => Err(SchemaError::TooNew {

@@ -20,8 +20,8 @@ use keel_session_store::{
 };
 use serde_json::json;
 
-#[cfg(feature = "postgres")]
-pub(crate) mod pg;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod sql;
 
 /// Builds a fresh, empty store of the backend under test.
 pub(crate) trait Factory {
@@ -68,6 +68,7 @@ pub(crate) async fn run_core<F: Factory>(f: &F) {
     an_update_can_set_a_new_ttl(f).await;
     stale_writers_get_a_conflict(f).await;
     concurrent_increments_lose_no_update(f).await;
+    each_version_has_exactly_one_writer(f).await;
     limits_give_clear_errors(f).await;
     sessions_are_found_by_client(f).await;
 }
@@ -349,6 +350,36 @@ async fn concurrent_increments_lose_no_update<F: Factory>(f: &F) {
     let last = store.get(&s.id).await.unwrap().unwrap();
     assert_eq!(field(&last.data, "n"), json!(tasks * each));
     assert_eq!(last.version, 1 + tasks * each);
+}
+
+/// Many tasks write one session over the same version at once: exactly
+/// one wins each version, every other gets `Conflict` naming the version
+/// the winner made.
+async fn each_version_has_exactly_one_writer<F: Factory>(f: &F) {
+    let store = Arc::new(f.make(base(), ManualClock::at(0)));
+    let id = store.create(NewSession::new("c", "http")).await.unwrap().id;
+    for version in 1..=5u64 {
+        let writers: Vec<_> = (0..16)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.update(&id, version, Data::new()).await })
+            })
+            .collect();
+        let mut won = 0;
+        for w in writers {
+            match w.await.unwrap() {
+                Ok(session) => {
+                    assert_eq!(session.version, version + 1);
+                    won += 1;
+                }
+                Err(StoreError::Conflict { expected, actual }) => {
+                    assert_eq!((expected, actual), (version, version + 1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1, "version {version}");
+    }
 }
 
 async fn limits_give_clear_errors<F: Factory>(f: &F) {
