@@ -91,6 +91,14 @@ pub enum StoreError {
     /// session again before deciding to repeat it.
     #[error("the connection was lost during a write, which may or may not have been applied: {0}")]
     OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The shared engine lost the store's data (Redis restarted without
+    /// persistence, or was flushed): sessions written before are gone. The
+    /// store carries on, empty; this call did nothing.
+    #[error("session store lost its data: {reason}")]
+    Lost {
+        /// What happened.
+        reason: String,
+    },
     /// The backend failed.
     #[error("session backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -131,7 +131,7 @@ impl Journal {
     /// Whether nothing was ever appended.
     /// A journal as a backend stored it: the last sequence number given
     /// out and the records kept, oldest first.
-    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
     pub(crate) fn from_parts(last_seq: u64, records: Vec<JournalRecord>) -> Self {
         Self {
             last_seq,
@@ -140,7 +140,7 @@ impl Journal {
     }
 
     /// The last sequence number given out (0 for none).
-    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
     pub(crate) fn last_seq(&self) -> u64 {
         self.last_seq
     }

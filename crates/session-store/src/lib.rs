@@ -11,6 +11,8 @@
 //!   both: `sql`): a sessions table in PostgreSQL, MySQL or MariaDB through
 //!   a keel-pool-core pool, shared by every instance of a service;
 //!   versioned migrations, compare-and-swap in one statement.
+//! - `RedisStore` (feature `redis`): sessions in Redis with its own expiry,
+//!   compare-and-swap in Lua scripts, a lost server reported.
 //!
 //! With the `tower-sessions` feature, `TowerSessions` makes any of them a
 //! `tower_sessions::SessionStore` for axum applications.
@@ -63,6 +65,8 @@ mod journal;
 mod memory;
 mod observer;
 mod population;
+#[cfg(feature = "redis")]
+mod redis;
 mod session;
 #[cfg(feature = "sled")]
 mod sled;
@@ -73,6 +77,9 @@ mod sweeper;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisConfig, RedisStore};
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub use self::sled::{Durability, SledConfig, SledStore};

@@ -304,3 +304,46 @@ async fn axum_app_on_the_mysql_store() {
     adapter_scenarios(|| f.make_live()).await;
     f.drop_schemas().await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_app_on_the_redis_store() {
+    let url =
+        std::env::var("KEEL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).unwrap();
+    let prefix = format!("keel-test-{:016x}:", fastrand::u64(..));
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let make = || {
+        let prefix = format!(
+            "{prefix}{}:",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let redis = client.get_connection_manager().await.unwrap();
+                keel_session_store::RedisStore::builder(
+                    redis,
+                    keel_session_store::RedisConfig::default().with_prefix(prefix),
+                    StoreConfig::default(),
+                )
+                .build()
+                .await
+                .unwrap()
+            })
+        })
+    };
+    adapter_scenarios(make).await;
+    let mut redis = client.get_connection_manager().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+}

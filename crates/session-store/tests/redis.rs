@@ -1,0 +1,257 @@
+//! The conformance suite on Redis (a real server: 127.0.0.1:6379, or
+//! `KEEL_TEST_REDIS_URL`), each store under a key prefix of its own, and
+//! what is the Redis backend's own: a server that lost the store's data
+//! says so, and a restart of a server of the test's own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use keel_session_store::{
+    ManualClock, NewSession, Observer, RedisConfig, RedisStore, SessionStore, StoreConfig,
+    StoreError,
+};
+use redis::aio::ConnectionManager;
+
+#[allow(
+    dead_code,
+    reason = "the suite's sweep helpers want paused time or no runtime; the store needs real time and a runtime"
+)]
+mod conformance;
+
+fn url() -> String {
+    std::env::var("KEEL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn connect(url: &str) -> ConnectionManager {
+    redis::Client::open(url)
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap()
+}
+
+/// Makes stores under fresh prefixes, and deletes every key it made.
+#[derive(Default)]
+struct Redis {
+    prefixes: Mutex<Vec<String>>,
+}
+
+impl Redis {
+    fn store(
+        &self,
+        config: StoreConfig,
+        clock: ManualClock,
+        observer: Option<Box<dyn Observer>>,
+    ) -> RedisStore {
+        let prefix = format!("keel-test-{:016x}:", fastrand::u64(..));
+        self.prefixes.lock().unwrap().push(prefix.clone());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let builder = RedisStore::builder(
+                    connect(&url()).await,
+                    RedisConfig::default().with_prefix(prefix),
+                    config,
+                )
+                .clock(clock);
+                let builder = match observer {
+                    Some(o) => builder
+                        .observer(move |e: &keel_session_store::Event<'_>| o.on_event(e))
+                        .name("conformance"),
+                    None => builder,
+                };
+                builder.build().await.unwrap()
+            })
+        })
+    }
+
+    async fn delete_keys(&self) {
+        let mut redis = connect(&url()).await;
+        let prefixes = std::mem::take(&mut *self.prefixes.lock().unwrap());
+        for prefix in prefixes {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+impl conformance::Factory for Redis {
+    type Store = RedisStore;
+    fn make(&self, config: StoreConfig, clock: ManualClock) -> RedisStore {
+        self.store(config, clock, None)
+    }
+    fn make_observed(
+        &self,
+        config: StoreConfig,
+        clock: ManualClock,
+        observer: impl Observer,
+    ) -> RedisStore {
+        self.store(config, clock, Some(Box::new(observer)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms() {
+    let f = Redis::default();
+    conformance::run_all(&f).await;
+    f.delete_keys().await;
+}
+
+#[tokio::test]
+async fn a_bad_prefix_names_the_field() {
+    let err = RedisStore::builder(
+        connect(&url()).await,
+        RedisConfig::default().with_prefix("a b*"),
+        StoreConfig::default(),
+    )
+    .build()
+    .await
+    .unwrap_err();
+    let StoreError::Config(config) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(config.field(), "prefix");
+}
+
+/// The store's data vanishes (here its keys are deleted, as a restart
+/// without persistence or a flush would): the next call says so plainly,
+/// once, and the store carries on empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_the_data_is_reported_not_served() {
+    let f = Redis::default();
+    let store = f.store(StoreConfig::default(), ManualClock::at(0), None);
+    let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    f.delete_keys().await;
+    let err = store.get(&s.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Lost { .. }), "{err}");
+    assert!(err.to_string().contains("lost"), "{err}");
+    assert!(
+        store.get(&s.id).await.unwrap().is_none(),
+        "then it carries on"
+    );
+    store.create(NewSession::new("c", "http")).await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 1);
+    f.prefixes.lock().unwrap().push(prefix_of(&store));
+    f.delete_keys().await;
+}
+
+fn prefix_of(store: &RedisStore) -> String {
+    let debug = format!("{store:?}");
+    let start = debug.find("prefix: \"").unwrap() + "prefix: \"".len();
+    debug[start..start + debug[start..].find('"').unwrap()].to_owned()
+}
+
+/// A Redis server of the test's own (no persistence) on a free port.
+struct Throwaway {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Throwaway {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn until_up(url: &str) {
+    for _ in 0..200 {
+        if let Ok(client) = redis::Client::open(url)
+            && client.get_multiplexed_async_connection().await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("redis-server never came up at {url}");
+}
+
+/// The server restarts (it keeps nothing on disk): calls during the
+/// outage fail with an error, none hangs; after it, the first call says
+/// the data was lost, and the store serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_is_survived_and_the_loss_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Throwaway::start(port);
+    until_up(&server.url()).await;
+    let redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager_with_config(
+            redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(1)
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap();
+    let store = RedisStore::builder(redis, RedisConfig::default(), StoreConfig::default())
+        .build()
+        .await
+        .unwrap();
+    let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    drop(server);
+    let during = tokio::time::timeout(Duration::from_secs(15), store.get(&s.id))
+        .await
+        .expect("no call hangs");
+    assert!(during.is_err(), "{during:?}");
+    let server = Throwaway::start(port);
+    until_up(&server.url()).await;
+    let mut lost = None;
+    for _ in 0..100 {
+        match store.get(&s.id).await {
+            Err(StoreError::Lost { .. }) => {
+                lost = Some(());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(found) => panic!("served as if nothing happened: {found:?}"),
+        }
+    }
+    assert!(lost.is_some(), "the loss was never reported");
+    assert!(store.get(&s.id).await.unwrap().is_none());
+    store.create(NewSession::new("c", "http")).await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 1);
+    drop(server);
+}
