@@ -226,3 +226,125 @@ proptest! {
         block_on(check(store, clock, ops))?;
     }
 }
+
+/// A multi-thread runtime for the stores over the network.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+fn networked<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A schema (a database, on MySQL) or key prefix no other case uses.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+fn fresh_name() -> String {
+    format!("keel_model_{:016x}", fastrand::u64(..))
+}
+
+#[cfg(feature = "postgres")]
+proptest! {
+    // Each case migrates a schema of its own on the real server.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn postgres_store_matches_a_plain_map(ops in prop::collection::vec(op(), 1..80)) {
+        use keel_pool_core::{PgManager, Pool, sqlx};
+        use keel_session_store::{PgStore, SqlConfig};
+        networked(async {
+            let url = std::env::var("KEEL_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let pool = Pool::builder(PgManager::from_url(&url.parse().unwrap()).unwrap())
+                .build()
+                .await
+                .unwrap();
+            let schema = fresh_name();
+            let sql = SqlConfig::default().with_schema(&schema);
+            PgStore::migrate(&pool, &sql).await.unwrap();
+            let clock = ManualClock::at(0);
+            let store = PgStore::builder(pool.clone(), sql, StoreConfig::default())
+                .clock(clock.clone())
+                .build()
+                .await
+                .unwrap();
+            let result = check(store, clock, ops).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut *pool.get().await.unwrap())
+                .await
+                .unwrap();
+            result
+        })?;
+    }
+}
+
+#[cfg(feature = "mysql")]
+proptest! {
+    // Each case migrates a database of its own on the real server.
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn mysql_store_matches_a_plain_map(ops in prop::collection::vec(op(), 1..80)) {
+        use keel_pool_core::{MySqlManager, Pool, sqlx};
+        use keel_session_store::{MySqlStore, SqlConfig};
+        networked(async {
+            let url = std::env::var("KEEL_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+            let pool = Pool::builder(MySqlManager::from_url(&url.parse().unwrap()).unwrap())
+                .build()
+                .await
+                .unwrap();
+            let schema = fresh_name();
+            let sql = SqlConfig::default().with_schema(&schema);
+            MySqlStore::migrate(&pool, &sql).await.unwrap();
+            let clock = ManualClock::at(0);
+            let store = MySqlStore::builder(pool.clone(), sql, StoreConfig::default())
+                .clock(clock.clone())
+                .build()
+                .await
+                .unwrap();
+            let result = check(store, clock, ops).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {schema}")))
+                .execute(&mut *pool.get().await.unwrap())
+                .await
+                .unwrap();
+            result
+        })?;
+    }
+}
+
+#[cfg(feature = "redis")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn redis_store_matches_a_plain_map(ops in prop::collection::vec(op(), 1..80)) {
+        use keel_session_store::{RedisConfig, RedisStore};
+        networked(async {
+            let url = std::env::var("KEEL_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let client = redis::Client::open(url).unwrap();
+            let prefix = format!("{}:", fresh_name());
+            let clock = ManualClock::at(0);
+            let store = RedisStore::builder(
+                client.get_connection_manager().await.unwrap(),
+                RedisConfig::default().with_prefix(&prefix),
+                StoreConfig::default(),
+            )
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap();
+            let result = check(store, clock, ops).await;
+            let mut redis = client.get_connection_manager().await.unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut redis).await.unwrap();
+            result
+        })?;
+    }
+}

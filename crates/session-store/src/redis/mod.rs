@@ -527,7 +527,8 @@ impl SessionStore for RedisStore {
                     .arg(now)
                     .arg(&ttl_arg)
                     .arg(id.to_string())
-                    .arg(SLACK_MS);
+                    .arg(SLACK_MS)
+                    .arg(format!("{}c:", inner.prefix));
                 call
             })
             .await?;
@@ -554,6 +555,10 @@ impl SessionStore for RedisStore {
                     actual: millis(*id, "v", reply.get(1))?,
                 })
             }
+            "3" => {
+                inner.events.emit(|name| Event::Expired { name, count: 1 });
+                Err(StoreError::NotFound)
+            }
             _ => Err(StoreError::NotFound),
         }
     }
@@ -571,11 +576,16 @@ impl SessionStore for RedisStore {
                     .arg(epoch)
                     .arg(now)
                     .arg(id.to_string())
-                    .arg(SLACK_MS);
+                    .arg(SLACK_MS)
+                    .arg(format!("{}c:", inner.prefix));
                 call
             })
             .await?;
         match fields {
+            Some(f) if f.is_empty() => {
+                inner.events.emit(|name| Event::Expired { name, count: 1 });
+                Err(StoreError::NotFound)
+            }
             Some(f) => decode(*id, &f).map(Arc::new),
             None => Err(StoreError::NotFound),
         }

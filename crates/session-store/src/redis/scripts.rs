@@ -60,12 +60,19 @@ impl Scripts {
                  return f"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // expected version, data, now, ttl ('' keeps it), id, slack.
-            // Returns {0} absent, {1, version} conflict, {2, version,
-            // client, transport, created, ttl} written.
+            // expected version, data, now, ttl ('' keeps it), id, slack,
+            // client-set key prefix. Returns {0} absent, {1, version}
+            // conflict, {2, version, client, transport, created, ttl}
+            // written, {3} expired (and removed now).
             update: Script::new(script!(
                 "local f = redis.call('HMGET', KEYS[2], 'v', 'e', 'ttl', 'c', 't', 'ca')
-                 if not f[1] or tonumber(f[2]) <= tonumber(ARGV[4]) then return {0} end
+                 if not f[1] then return {0} end
+                 if tonumber(f[2]) <= tonumber(ARGV[4]) then
+                   redis.call('DEL', KEYS[2], KEYS[4])
+                   redis.call('ZREM', KEYS[3], ARGV[6])
+                   redis.call('SREM', ARGV[8] .. f[4], ARGV[6])
+                   return {3}
+                 end
                  if f[1] ~= ARGV[2] then return {1, f[1]} end
                  local ttl = ARGV[5]
                  if ttl == '' then ttl = f[3] end
@@ -79,10 +86,17 @@ impl Scripts {
                  return {2, v, f[4], f[5], f[6], ttl}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now, id, slack. Returns the session as `get` does, or nil.
+            // now, id, slack, client-set key prefix. Returns the session as
+            // `get` does, nil when absent, {} when expired (removed now).
             touch: Script::new(script!(
-                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl')
-                 if not f[1] or tonumber(f[1]) <= tonumber(ARGV[2]) then return false end
+                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl', 'c')
+                 if not f[1] then return false end
+                 if tonumber(f[1]) <= tonumber(ARGV[2]) then
+                   redis.call('DEL', KEYS[2], KEYS[4])
+                   redis.call('ZREM', KEYS[3], ARGV[3])
+                   redis.call('SREM', ARGV[5] .. f[3], ARGV[3])
+                   return {}
+                 end
                  local e = string.format('%d', tonumber(ARGV[2]) + tonumber(f[2]))
                  redis.call('HSET', KEYS[2], 'la', ARGV[2], 'e', e)
                  local keep = tonumber(f[2]) + tonumber(ARGV[4])

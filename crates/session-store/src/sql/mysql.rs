@@ -45,6 +45,7 @@ struct Statements {
     touch: SqlStr,
     by_id: SqlStr,
     delete: SqlStr,
+    expire_one: SqlStr,
     count: SqlStr,
     count_live: SqlStr,
     by_client: SqlStr,
@@ -97,6 +98,7 @@ impl Statements {
             )),
             by_id: safe(format!("SELECT {COLUMNS} FROM {s} WHERE id = ?")),
             delete: safe(format!("DELETE FROM {s} WHERE id = ?")),
+            expire_one: safe(format!("DELETE FROM {s} WHERE id = ? AND expires_at <= ?")),
             count: safe(format!("SELECT count(*) FROM {s}")),
             count_live: safe(format!("SELECT count(*) FROM {s} WHERE expires_at > ?")),
             by_client: safe(format!(
@@ -348,6 +350,7 @@ async fn touch(inner: &Inner, id: &SessionId) -> Result<Arc<Session>, StoreError
             .await?
             .rows_affected();
         if touched == 0 {
+            inner.expire_one(conn, key, now).await?;
             return Ok(None);
         }
         Ok(sqlx::query(inner.sql.by_id.clone())

@@ -44,6 +44,7 @@ struct Statements {
     version: SqlStr,
     touch: SqlStr,
     delete: SqlStr,
+    expire_one: SqlStr,
     count: SqlStr,
     count_live: SqlStr,
     by_client: SqlStr,
@@ -91,6 +92,9 @@ impl Statements {
                  WHERE id = $1 AND expires_at > $2 RETURNING {COLUMNS}"
             )),
             delete: safe(format!("DELETE FROM {s} WHERE id = $1")),
+            expire_one: safe(format!(
+                "DELETE FROM {s} WHERE id = $1 AND expires_at <= $2"
+            )),
             count: safe(format!("SELECT count(*) FROM {s}")),
             count_live: safe(format!("SELECT count(*) FROM {s} WHERE expires_at > $1")),
             by_client: safe(format!(
@@ -195,12 +199,17 @@ async fn update(
 /// Slides the session's expiry from now.
 async fn touch(inner: &Inner, id: &SessionId) -> Result<Arc<Session>, StoreError> {
     let now = ms(inner.now());
+    let key = id.as_bytes().as_slice();
     let row = on_connection!(inner, Mode::Write, |conn| {
-        Ok(sqlx::query(inner.sql.touch.clone())
-            .bind(id.as_bytes().as_slice())
+        let row = sqlx::query(inner.sql.touch.clone())
+            .bind(key)
             .bind(now)
-            .fetch_optional(conn)
-            .await?)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if row.is_none() {
+            inner.expire_one(conn, key, now).await?;
+        }
+        Ok(row)
     })?;
     match row {
         Some(row) => decode(&row).map(Arc::new),

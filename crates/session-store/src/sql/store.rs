@@ -190,7 +190,7 @@ macro_rules! sql_store {
                     sqlx::query_scalar(self.sql.version.clone())
                         .bind(key)
                         .bind(now)
-                        .fetch_optional(conn)
+                        .fetch_optional(&mut *conn)
                         .await;
                 match current {
                     Ok(Some(actual)) => StoreError::Conflict {
@@ -198,9 +198,28 @@ macro_rules! sql_store {
                         actual: actual.unsigned_abs(),
                     }
                     .into(),
-                    Ok(None) => StoreError::NotFound.into(),
+                    Ok(None) => match self.expire_one(conn, key, now).await {
+                        Ok(()) => StoreError::NotFound.into(),
+                        Err(e) => e.into(),
+                    },
                     Err(e) => e.into(),
                 }
+            }
+
+            /// A write found session `key` absent: if it is there but
+            /// expired, it goes now (as the in-process stores do), heard as
+            /// `Expired`.
+            async fn expire_one(&self, conn: &mut $Conn, key: &[u8], now: i64) -> Result<(), sqlx::Error> {
+                let gone = sqlx::query(self.sql.expire_one.clone())
+                    .bind(key)
+                    .bind(now)
+                    .execute(conn)
+                    .await?
+                    .rows_affected();
+                if gone > 0 {
+                    self.events.emit(|name| Event::Expired { name, count: 1 });
+                }
+                Ok(())
             }
 
             /// Appends pending record `seq` inside the caller's transaction,
