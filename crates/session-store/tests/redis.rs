@@ -255,3 +255,30 @@ async fn a_restart_is_survived_and_the_loss_reported() {
     assert_eq!(store.len().await.unwrap(), 1);
     drop(server);
 }
+
+/// Another program overwrote one session's key with a string: that
+/// session is `Unreadable`, named (its first digits only), and the others
+/// keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_the_wrong_type_names_its_session_and_the_others_serve() {
+    let f = Redis::default();
+    let store = f.store(StoreConfig::default(), ManualClock::at(0), None);
+    let good = store.create(NewSession::new("c", "http")).await.unwrap();
+    let bad = store.create(NewSession::new("c", "http")).await.unwrap();
+    let prefix = prefix_of(&store);
+    let mut redis = connect(&url()).await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}s:{}", bad.id))
+        .arg("not a hash")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let err = store.get(&bad.id).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unreadable { id, .. } if *id == bad.id),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&bad.id.to_string()), "{err}");
+    assert!(store.get(&good.id).await.unwrap().is_some());
+    f.delete_keys().await;
+}

@@ -368,11 +368,13 @@ impl Inner {
             .clone()
     }
 
-    /// Runs a script invocation built by `invocation` (given the epoch),
-    /// handling a lost marker and a cut connection as `mode` says.
+    /// Runs a script invocation built by `invocation` (given the epoch) for
+    /// session `id` (if one), handling a lost marker and a cut connection
+    /// as `mode` says.
     async fn run<'s, T: redis::FromRedisValue>(
         &'s self,
         mode: Mode,
+        id: Option<SessionId>,
         invocation: impl Fn(&str) -> redis::ScriptInvocation<'s>,
     ) -> Result<T, StoreError> {
         let mut retried = false;
@@ -384,6 +386,17 @@ impl Inner {
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) if is_lost(&e) => return Err(self.lost().await),
+                // Another program wrote a key of the store's as another
+                // type: that session only.
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    return Err(match id {
+                        Some(id) => StoreError::Unreadable {
+                            id,
+                            reason: format!("a key of the session holds another Redis type: {e}"),
+                        },
+                        None => backend(e),
+                    });
+                }
                 Err(e) if is_cut(&e) => match mode {
                     Mode::Read if !retried => retried = true,
                     Mode::Read => return Err(backend(e)),
@@ -415,7 +428,7 @@ impl Inner {
         let mut removed = 0usize;
         loop {
             let done: u64 = self
-                .run(Mode::Write, |epoch| {
+                .run(Mode::Write, None, |epoch| {
                     let mut call = self.scripts.cleanup.prepare_invoke();
                     call.key(self.epoch_key())
                         .key(&zset)
@@ -454,7 +467,7 @@ impl SessionStore for RedisStore {
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         loop {
             let created: i64 = inner
-                .run(Mode::Write, |epoch| {
+                .run(Mode::Write, Some(session.id), |epoch| {
                     let mut call = inner.scripts.create.prepare_invoke();
                     call.key(inner.epoch_key())
                         .key(inner.key("s", &session.id))
@@ -491,7 +504,7 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let fields: Option<Vec<Option<String>>> = inner
-            .run(Mode::Read, |epoch| {
+            .run(Mode::Read, Some(*id), |epoch| {
                 let mut call = inner.scripts.get.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -515,7 +528,7 @@ impl SessionStore for RedisStore {
         let now = inner.now();
         let ttl_arg = ttl.map_or_else(String::new, |t| t.as_millis().to_string());
         let reply: Vec<String> = inner
-            .run(Mode::Write, |epoch| {
+            .run(Mode::Write, Some(*id), |epoch| {
                 let mut call = inner.scripts.update.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -567,7 +580,7 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let fields: Option<Vec<Option<String>>> = inner
-            .run(Mode::Write, |epoch| {
+            .run(Mode::Write, Some(*id), |epoch| {
                 let mut call = inner.scripts.touch.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -594,7 +607,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &*self.inner;
         let removed: i64 = inner
-            .run(Mode::Write, |epoch| {
+            .run(Mode::Write, Some(*id), |epoch| {
                 let mut call = inner.scripts.delete.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -617,7 +630,7 @@ impl SessionStore for RedisStore {
     async fn len(&self) -> Result<usize, StoreError> {
         let inner = &*self.inner;
         let count: u64 = inner
-            .run(Mode::Read, |epoch| {
+            .run(Mode::Read, None, |epoch| {
                 let mut call = inner.scripts.len.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(format!("{}x", inner.prefix))
@@ -632,7 +645,7 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let reply: Vec<Value> = inner
-            .run(Mode::Read, |epoch| {
+            .run(Mode::Read, None, |epoch| {
                 let mut call = inner.scripts.by_client.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(format!("{}c:{client_id}", inner.prefix))
@@ -669,7 +682,7 @@ impl SessionJournal for RedisStore {
         let record = serde_json::to_string(&StoredRecord { at: now, entry })
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let reply: Vec<i64> = inner
-            .run(Mode::Write, |epoch| {
+            .run(Mode::Write, Some(*id), |epoch| {
                 let mut call = inner.scripts.journal_append.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -706,7 +719,7 @@ impl SessionJournal for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let reply: Vec<String> = inner
-            .run(Mode::Write, |epoch| {
+            .run(Mode::Write, Some(*id), |epoch| {
                 let mut call = inner.scripts.journal_mark.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
@@ -734,7 +747,7 @@ impl SessionJournal for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let pairs: Option<Vec<String>> = inner
-            .run(Mode::Read, |epoch| {
+            .run(Mode::Read, Some(*id), |epoch| {
                 let mut call = inner.scripts.journal.prepare_invoke();
                 call.key(inner.epoch_key())
                     .key(inner.key("s", id))
