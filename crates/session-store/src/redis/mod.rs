@@ -14,7 +14,7 @@
 //!   cleanup. A sorted set of ids by expiry (`{prefix}x`) serves `len`,
 //!   `max_sessions` and cleanup. The journal is a hash beside the session
 //!   (`{prefix}j:{id}`), expiring with it.
-//! - A marker (`{prefix}epoch`) is checked by every script: a server that
+//! - A marker (`{prefix}epoch`) is checked by every call: a server that
 //!   restarted without persistence (or was flushed) has lost it, and the
 //!   next call says so ([`StoreError::Lost`]) instead of serving an empty
 //!   or partial store as if nothing happened; the store then carries on
@@ -239,6 +239,12 @@ fn is_lost(e: &RedisError) -> bool {
     e.code() == Some("KEEL_LOST") || e.to_string().contains("KEEL_LOST")
 }
 
+/// A key of the store's holds another Redis type (directly, or inside a
+/// pipeline's failure).
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE")
+}
+
 /// The connection dropped under the call: a write may or may not have
 /// been applied.
 fn is_cut(e: &RedisError) -> bool {
@@ -388,7 +394,7 @@ impl Inner {
                 Err(e) if is_lost(&e) => return Err(self.lost().await),
                 // Another program wrote a key of the store's as another
                 // type: that session only.
-                Err(e) if e.code() == Some("WRONGTYPE") => {
+                Err(e) if is_wrong_type(&e) => {
                     return Err(match id {
                         Some(id) => StoreError::Unreadable {
                             id,
@@ -500,20 +506,44 @@ impl SessionStore for RedisStore {
         Ok(Arc::new(session))
     }
 
+    /// A pipeline, not a script: the marker and the hash in one round trip,
+    /// without the cost of running Lua (15 µs a call on the server here,
+    /// against under 1 µs for the two reads).
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let inner = &*self.inner;
         let now = inner.now();
-        let fields: Option<Vec<Option<String>>> = inner
-            .run(Mode::Read, Some(*id), |epoch| {
-                let mut call = inner.scripts.get.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .arg(epoch)
-                    .arg(now);
-                call
-            })
-            .await?;
-        fields.map(|f| decode(*id, &f).map(Arc::new)).transpose()
+        let key = inner.key("s", id);
+        let mut retried = false;
+        let (marker, fields) = loop {
+            let read: Result<(Option<String>, Vec<Option<String>>), RedisError> = redis::pipe()
+                .get(inner.epoch_key())
+                .cmd("HMGET")
+                .arg(&key)
+                .arg(&["c", "t", "ca", "ua", "la", "ttl", "v", "d", "e"])
+                .query_async(&mut inner.redis.clone())
+                .await;
+            match read {
+                Ok(read) => break read,
+                Err(e) if is_cut(&e) && !retried => retried = true,
+                Err(e) if is_wrong_type(&e) => {
+                    return Err(StoreError::Unreadable {
+                        id: *id,
+                        reason: format!("a key of the session holds another Redis type: {e}"),
+                    });
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        };
+        if marker.as_deref() != Some(inner.epoch().as_str()) {
+            return Err(inner.lost().await);
+        }
+        if fields.first().is_none_or(Option::is_none) {
+            return Ok(None);
+        }
+        if millis(*id, "e", fields.get(8).and_then(Option::as_ref))? <= now {
+            return Ok(None);
+        }
+        decode(*id, &fields).map(|s| Some(Arc::new(s)))
     }
 
     async fn update_with_ttl(

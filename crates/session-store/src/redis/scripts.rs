@@ -3,6 +3,7 @@
 //! store's epoch marker, so a server that lost its data is noticed on the
 //! next call rather than served as if nothing happened.
 //!
+//! (A read of one session is a pipeline instead: see `RedisStore::get`.)
 //! Keys: `KEYS[1]` is always the epoch marker; then the session hash
 //! (`c`lient, `t`ransport, `ca`/`ua`/`la` created/updated/last activity,
 //! `ttl`, `v`ersion, `e`xpiry on the store's clock, `js` journal sequence,
@@ -24,7 +25,6 @@ macro_rules! script {
 /// The scripts, loaded once per store.
 pub(super) struct Scripts {
     pub(super) create: Script,
-    pub(super) get: Script,
     pub(super) update: Script,
     pub(super) touch: Script,
     pub(super) delete: Script,
@@ -53,12 +53,6 @@ impl Scripts {
                  redis.call('PEXPIRE', KEYS[4], ARGV[10], 'GT')
                  return 1"
             )),
-            // KEYS: marker, session. ARGV: epoch, now.
-            get: Script::new(script!(
-                "local f = redis.call('HMGET', KEYS[2], 'c', 't', 'ca', 'ua', 'la', 'ttl', 'v', 'd', 'e')
-                 if not f[1] or tonumber(f[9]) <= tonumber(ARGV[2]) then return false end
-                 return f"
-            )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
             // expected version, data, now, ttl ('' keeps it), id, slack,
             // client-set key prefix. Returns {0} absent, {1, version}
@@ -86,8 +80,9 @@ impl Scripts {
                  return {2, v, f[4], f[5], f[6], ttl}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now, id, slack, client-set key prefix. Returns the session as
-            // `get` does, nil when absent, {} when expired (removed now).
+            // now, id, slack, client-set key prefix. Returns the session's
+            // fields (c, t, ca, ua, la, ttl, v, d, e), nil when absent, {}
+            // when expired (removed now).
             touch: Script::new(script!(
                 "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl', 'c')
                  if not f[1] then return false end
