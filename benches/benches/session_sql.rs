@@ -351,6 +351,27 @@ fn groups<S, F>(
     }
 }
 
+/// One bare connection per task.
+async fn per_task<C: sqlx::Connection>(url: &str) -> Arc<Vec<Mutex<C>>> {
+    let mut conns = Vec::with_capacity(TASKS);
+    for _ in 0..TASKS {
+        conns.push(Mutex::new(C::connect(url).await.expect("connect")));
+    }
+    Arc::new(conns)
+}
+
+/// Runs `statement` once on a connection of its own.
+async fn run_once<C: sqlx::Connection>(url: &str, statement: String)
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(statement))
+        .execute(&mut conn)
+        .await
+        .expect("the bench's last statement");
+}
+
 fn mysql(c: &mut Criterion) {
     let rt = runtime(2);
     let data = payload();
@@ -368,24 +389,15 @@ fn mysql(c: &mut Criterion) {
             .build()
             .await
             .expect("store");
-        let mut conns = Vec::with_capacity(TASKS);
-        for _ in 0..TASKS {
-            conns.push(Mutex::new(
-                MySqlConnection::connect(MYSQL_URL).await.expect("connect"),
-            ));
-        }
-        (ids, store, Arc::new(conns))
+        (ids, store, per_task::<MySqlConnection>(MYSQL_URL).await)
     });
     groups(c, &rt, "mysql", &ids, &store, |shared| {
         MySqlFloor(Arc::clone(&floor), shared)
     });
-    rt.block_on(async {
-        let mut conn = MySqlConnection::connect(MYSQL_URL).await.expect("connect");
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {SCHEMA}")))
-            .execute(&mut conn)
-            .await
-            .expect("drop the bench database");
-    });
+    rt.block_on(run_once::<MySqlConnection>(
+        MYSQL_URL,
+        format!("DROP DATABASE {SCHEMA}"),
+    ));
 }
 
 fn sessions(c: &mut Criterion) {
@@ -405,24 +417,15 @@ fn sessions(c: &mut Criterion) {
             .build()
             .await
             .expect("store");
-        let mut conns = Vec::with_capacity(TASKS);
-        for _ in 0..TASKS {
-            conns.push(Mutex::new(
-                PgConnection::connect(URL).await.expect("connect"),
-            ));
-        }
-        (ids, store, Arc::new(conns))
+        (ids, store, per_task::<PgConnection>(URL).await)
     });
     groups(c, &rt, "postgres", &ids, &store, |shared| {
         Floor(Arc::clone(&floor), shared)
     });
-    rt.block_on(async {
-        let mut conn = PgConnection::connect(URL).await.expect("connect");
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {SCHEMA} CASCADE")))
-            .execute(&mut conn)
-            .await
-            .expect("drop the bench schema");
-    });
+    rt.block_on(run_once::<PgConnection>(
+        URL,
+        format!("DROP SCHEMA {SCHEMA} CASCADE"),
+    ));
 }
 
 criterion_group!(benches, sessions, mysql);
