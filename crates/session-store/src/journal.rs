@@ -64,6 +64,18 @@ pub struct JournalRecord {
 }
 
 /// A session's journal, as every backend keeps it.
+/// Refuses a mark back to `Pending`: a record is only ever finished.
+pub(crate) fn finishing(seq: u64, status: JournalStatus) -> Result<(), StoreError> {
+    if status == JournalStatus::Pending {
+        return Err(StoreError::JournalTransition {
+            seq,
+            from: JournalStatus::Pending,
+            to: status,
+        });
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Journal {
     /// The seq the next record gets, minus one.
@@ -100,13 +112,7 @@ impl Journal {
 
     /// Finishes the pending record `seq` as `status`.
     pub(crate) fn mark(&mut self, seq: u64, status: JournalStatus) -> Result<(), StoreError> {
-        if status == JournalStatus::Pending {
-            return Err(StoreError::JournalTransition {
-                seq,
-                from: JournalStatus::Pending,
-                to: status,
-            });
-        }
+        finishing(seq, status)?;
         let record = self
             .records
             .iter_mut()

@@ -23,29 +23,33 @@
 //!   instant; import replaces the store's keys, not atomically (a backup is
 //!   checked whole before anything changes).
 
+mod codec;
+mod config;
+mod export;
 mod scripts;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
-use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, SessionDump};
 use crate::builder::StoreBuilder;
 use crate::clock::Clock;
-use crate::config::{ConfigError, StoreConfig};
+use crate::config::StoreConfig;
 use crate::data::Data;
 use crate::error::StoreError;
 use crate::id::SessionId;
-use crate::journal::{Journal, JournalEntry, JournalRecord, JournalStatus};
+use crate::journal::{JournalEntry, JournalRecord, JournalStatus};
 use crate::observer::{Event, Events};
 use crate::session::{NewSession, Session};
-use crate::store::{ExpiredCleanup, SessionExport, SessionJournal, SessionStore};
+use crate::store::{ExpiredCleanup, SessionJournal, SessionStore};
 use crate::sweeper::Sweeper;
+use codec::{
+    FIELDS, StoredRecord, decode, decode_journal, millis, status_code, status_of, wrong_type,
+};
+pub use config::RedisConfig;
 use scripts::Scripts;
 
 /// How long Redis keeps a session past its TTL: reads go by the store's
@@ -56,54 +60,6 @@ const SLACK_MS: u64 = 1_000;
 /// Expired sessions removed per cleanup script, so one never blocks Redis
 /// for long.
 const CLEANUP_BATCH: u64 = 500;
-
-/// Where the store keeps its keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct RedisConfig {
-    /// Prefix of every key (default `keel:`); stores with different
-    /// prefixes share a Redis without meeting.
-    pub prefix: String,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            prefix: "keel:".into(),
-        }
-    }
-}
-
-impl RedisConfig {
-    /// Keys under `prefix`.
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Checks the prefix: not empty, printable, no spaces or glob
-    /// characters (export finds the keys by pattern).
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming `prefix`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let p = &self.prefix;
-        if p.is_empty() || p.len() > 64 {
-            return Err(ConfigError::new("prefix", "must be 1 to 64 characters"));
-        }
-        if p.chars()
-            .any(|c| !c.is_ascii_graphic() || "*?[]\\".contains(c))
-        {
-            return Err(ConfigError::new(
-                "prefix",
-                format!("{p:?} holds a space, a control or a glob character"),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Sessions in Redis, shared by every process pointed at the same Redis
 /// and prefix. Clones share the connection and the expiry sweep.
@@ -259,101 +215,6 @@ enum Mode {
     Write,
 }
 
-/// A millisecond field of a session hash.
-fn millis(id: SessionId, name: &str, value: Option<&String>) -> Result<u64, StoreError> {
-    value
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::Unreadable {
-            id,
-            reason: format!("field `{name}` is {value:?}, not a count of milliseconds"),
-        })
-}
-
-/// A session from the fields `c, t, ca, ua, la, ttl, v, d, e`.
-fn decode(id: SessionId, f: &[Option<String>]) -> Result<Session, StoreError> {
-    let field = |i: usize| f.get(i).and_then(Option::as_ref);
-    let text = |i: usize, name: &str| {
-        field(i).cloned().ok_or_else(|| StoreError::Unreadable {
-            id,
-            reason: format!("field `{name}` is missing"),
-        })
-    };
-    let data = Data::from_json(text(7, "d")?).map_err(|e| StoreError::Unreadable {
-        id,
-        reason: format!("data: {e}"),
-    })?;
-    Ok(Session {
-        id,
-        client_id: text(0, "c")?.into(),
-        transport: text(1, "t")?.into(),
-        created_at: millis(id, "ca", field(2))?,
-        updated_at: millis(id, "ua", field(3))?,
-        last_activity: millis(id, "la", field(4))?,
-        ttl: Duration::from_millis(millis(id, "ttl", field(5))?),
-        version: millis(id, "v", field(6))?,
-        data,
-    })
-}
-
-/// What the journal keeps of a record besides its sequence and status.
-#[derive(Serialize, Deserialize)]
-struct StoredRecord {
-    at: u64,
-    #[serde(flatten)]
-    entry: JournalEntry,
-}
-
-fn status_code(status: JournalStatus) -> &'static str {
-    match status {
-        JournalStatus::Pending => "0",
-        JournalStatus::Committed => "1",
-        JournalStatus::Aborted => "2",
-    }
-}
-
-fn status_of(id: SessionId, code: &str) -> Result<JournalStatus, StoreError> {
-    match code {
-        "0" => Ok(JournalStatus::Pending),
-        "1" => Ok(JournalStatus::Committed),
-        "2" => Ok(JournalStatus::Aborted),
-        other => Err(StoreError::Unreadable {
-            id,
-            reason: format!("journal status {other:?} is none of 0, 1, 2"),
-        }),
-    }
-}
-
-/// A journal hash (`seq` → record, `seq:s` → status) as records in order.
-fn decode_journal(id: SessionId, pairs: &[String]) -> Result<Vec<JournalRecord>, StoreError> {
-    let fields: HashMap<&str, &str> = pairs
-        .chunks_exact(2)
-        .map(|kv| (kv[0].as_str(), kv[1].as_str()))
-        .collect();
-    let mut records = Vec::new();
-    for (field, value) in &fields {
-        let Ok(seq) = field.parse::<u64>() else {
-            continue;
-        };
-        let stored: StoredRecord =
-            serde_json::from_str(value).map_err(|e| StoreError::Unreadable {
-                id,
-                reason: format!("journal record {seq}: {e}"),
-            })?;
-        let status = fields
-            .get(format!("{seq}:s").as_str())
-            .copied()
-            .unwrap_or("0");
-        records.push(JournalRecord {
-            seq,
-            at: stored.at,
-            entry: stored.entry,
-            status: status_of(id, status)?,
-        });
-    }
-    records.sort_by_key(|r| r.seq);
-    Ok(records)
-}
-
 impl Inner {
     fn now(&self) -> u64 {
         self.clock.now_millis()
@@ -361,6 +222,28 @@ impl Inner {
 
     fn key(&self, kind: &str, id: &SessionId) -> String {
         format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// The sorted set of session ids by expiry.
+    fn index_key(&self) -> String {
+        format!("{}x", self.prefix)
+    }
+
+    /// `script` on session `id`: its keys (marker, session, expiry index,
+    /// journal) and the epoch; the caller adds the rest.
+    fn on_session<'s>(
+        &self,
+        script: &'s redis::Script,
+        id: &SessionId,
+        epoch: &str,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut call = script.prepare_invoke();
+        call.key(self.epoch_key())
+            .key(self.key("s", id))
+            .key(self.index_key())
+            .key(self.key("j", id))
+            .arg(epoch);
+        call
     }
 
     fn epoch_key(&self) -> String {
@@ -395,13 +278,7 @@ impl Inner {
                 // Another program wrote a key of the store's as another
                 // type: that session only.
                 Err(e) if is_wrong_type(&e) => {
-                    return Err(match id {
-                        Some(id) => StoreError::Unreadable {
-                            id,
-                            reason: format!("a key of the session holds another Redis type: {e}"),
-                        },
-                        None => backend(e),
-                    });
+                    return Err(id.map_or_else(|| backend(e.clone()), |id| wrong_type(id, &e)));
                 }
                 Err(e) if is_cut(&e) => match mode {
                     Mode::Read if !retried => retried = true,
@@ -430,7 +307,7 @@ impl Inner {
     /// Removes expired sessions in batches; reports how many.
     async fn cleanup(&self) -> Result<usize, StoreError> {
         let now = self.now();
-        let zset = format!("{}x", self.prefix);
+        let zset = self.index_key();
         let mut removed = 0usize;
         loop {
             let done: u64 = self
@@ -477,7 +354,7 @@ impl SessionStore for RedisStore {
                     let mut call = inner.scripts.create.prepare_invoke();
                     call.key(inner.epoch_key())
                         .key(inner.key("s", &session.id))
-                        .key(format!("{}x", inner.prefix))
+                        .key(inner.index_key())
                         .key(format!("{}c:{}", inner.prefix, session.client_id))
                         .arg(epoch)
                         .arg(session.id.to_string())
@@ -519,18 +396,13 @@ impl SessionStore for RedisStore {
                 .get(inner.epoch_key())
                 .cmd("HMGET")
                 .arg(&key)
-                .arg(&["c", "t", "ca", "ua", "la", "ttl", "v", "d", "e"])
+                .arg(&FIELDS)
                 .query_async(&mut inner.redis.clone())
                 .await;
             match read {
                 Ok(read) => break read,
                 Err(e) if is_cut(&e) && !retried => retried = true,
-                Err(e) if is_wrong_type(&e) => {
-                    return Err(StoreError::Unreadable {
-                        id: *id,
-                        reason: format!("a key of the session holds another Redis type: {e}"),
-                    });
-                }
+                Err(e) if is_wrong_type(&e) => return Err(wrong_type(*id, &e)),
                 Err(e) => return Err(backend(e)),
             }
         };
@@ -559,13 +431,8 @@ impl SessionStore for RedisStore {
         let ttl_arg = ttl.map_or_else(String::new, |t| t.as_millis().to_string());
         let reply: Vec<String> = inner
             .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.scripts.update.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(format!("{}x", inner.prefix))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(expected_version)
+                let mut call = inner.on_session(&inner.scripts.update, id, epoch);
+                call.arg(expected_version)
                     .arg(data.as_json())
                     .arg(now)
                     .arg(&ttl_arg)
@@ -611,13 +478,8 @@ impl SessionStore for RedisStore {
         let now = inner.now();
         let fields: Option<Vec<Option<String>>> = inner
             .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.scripts.touch.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(format!("{}x", inner.prefix))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(now)
+                let mut call = inner.on_session(&inner.scripts.touch, id, epoch);
+                call.arg(now)
                     .arg(id.to_string())
                     .arg(SLACK_MS)
                     .arg(format!("{}c:", inner.prefix));
@@ -638,14 +500,8 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         let removed: i64 = inner
             .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.scripts.delete.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(format!("{}x", inner.prefix))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(id.to_string())
-                    .arg(format!("{}c:", inner.prefix));
+                let mut call = inner.on_session(&inner.scripts.delete, id, epoch);
+                call.arg(id.to_string()).arg(format!("{}c:", inner.prefix));
                 call
             })
             .await?;
@@ -663,7 +519,7 @@ impl SessionStore for RedisStore {
             .run(Mode::Read, None, |epoch| {
                 let mut call = inner.scripts.len.prepare_invoke();
                 call.key(inner.epoch_key())
-                    .key(format!("{}x", inner.prefix))
+                    .key(inner.index_key())
                     .arg(epoch);
                 call
             })
@@ -713,12 +569,8 @@ impl SessionJournal for RedisStore {
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let reply: Vec<i64> = inner
             .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.scripts.journal_append.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(now)
+                let mut call = inner.on_session(&inner.scripts.journal_append, id, epoch);
+                call.arg(now)
                     .arg(inner.config.max_journal_records)
                     .arg(&record);
                 call
@@ -739,25 +591,13 @@ impl SessionJournal for RedisStore {
         seq: u64,
         status: JournalStatus,
     ) -> Result<(), StoreError> {
-        if status == JournalStatus::Pending {
-            return Err(StoreError::JournalTransition {
-                seq,
-                from: JournalStatus::Pending,
-                to: status,
-            });
-        }
+        crate::journal::finishing(seq, status)?;
         let inner = &*self.inner;
         let now = inner.now();
         let reply: Vec<String> = inner
             .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.scripts.journal_mark.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(now)
-                    .arg(seq)
-                    .arg(status_code(status));
+                let mut call = inner.on_session(&inner.scripts.journal_mark, id, epoch);
+                call.arg(now).arg(seq).arg(status_code(status));
                 call
             })
             .await?;
@@ -778,174 +618,12 @@ impl SessionJournal for RedisStore {
         let now = inner.now();
         let pairs: Option<Vec<String>> = inner
             .run(Mode::Read, Some(*id), |epoch| {
-                let mut call = inner.scripts.journal.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.key("s", id))
-                    .key(inner.key("j", id))
-                    .arg(epoch)
-                    .arg(now);
+                let mut call = inner.on_session(&inner.scripts.journal, id, epoch);
+                call.arg(now);
                 call
             })
             .await?;
         let pairs = pairs.ok_or(StoreError::NotFound)?;
         decode_journal(*id, &pairs)
-    }
-}
-
-impl RedisStore {
-    /// Every key of the store's sessions (`{prefix}s:*`), by SCAN.
-    async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
-        let mut redis = self.inner.redis.clone();
-        let pattern = format!("{}s:*", self.inner.prefix);
-        let mut cursor = 0u64;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await
-                .map_err(backend)?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                return Ok(keys);
-            }
-        }
-    }
-}
-
-impl SessionExport for RedisStore {
-    /// Every live session and its journal; each session read consistently
-    /// (one script), not all at one instant.
-    async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
-        let inner = &*self.inner;
-        let prefix = format!("{}s:", inner.prefix);
-        let mut dumps = Vec::new();
-        for key in self.session_keys().await? {
-            let Some(id) = key.strip_prefix(&prefix).and_then(|id| id.parse().ok()) else {
-                continue;
-            };
-            let Some(session) = self.get(&id).await? else {
-                continue;
-            };
-            let journal = match self.journal(&id).await {
-                Ok(records) => records,
-                Err(StoreError::NotFound) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut redis = inner.redis.clone();
-            let last_seq: Option<u64> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("js")
-                .query_async(&mut redis)
-                .await
-                .map_err(backend)?;
-            dumps.push(SessionDump {
-                journal: Journal::from_parts(last_seq.unwrap_or(0), journal),
-                session,
-            });
-        }
-        dumps.sort_by_key(|d| (d.session.created_at, d.session.id));
-        Ok(dumps)
-    }
-
-    /// Replaces the store's sessions with `dumps`: every key of the store
-    /// deleted, then each session written with its journal. Not atomic
-    /// across sessions; the backup is checked whole before anything
-    /// changes.
-    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
-        let inner = &*self.inner;
-        let dumps = backup::admit(dumps, &inner.config, inner.now())?;
-        let mut redis = inner.redis.clone();
-        let mut cursor = 0u64;
-        let pattern = format!("{}*", inner.prefix);
-        let epoch_key = inner.epoch_key();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await
-                .map_err(backend)?;
-            let keys: Vec<&String> = keys.iter().filter(|k| **k != epoch_key).collect();
-            if !keys.is_empty() {
-                let _: Value = redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async(&mut redis)
-                    .await
-                    .map_err(backend)?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-        let now = inner.now();
-        for dump in &dumps {
-            let s = &dump.session;
-            let key = inner.key("s", &s.id);
-            let ttl = u64::try_from(s.ttl.as_millis()).unwrap_or(u64::MAX);
-            let keep = s.expires_at().saturating_sub(now).saturating_add(SLACK_MS);
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("c", s.client_id.to_string()),
-                        ("t", s.transport.to_string()),
-                        ("ca", s.created_at.to_string()),
-                        ("ua", s.updated_at.to_string()),
-                        ("la", s.last_activity.to_string()),
-                        ("ttl", ttl.to_string()),
-                        ("v", s.version.to_string()),
-                        ("e", s.expires_at().to_string()),
-                        ("js", dump.journal.last_seq().to_string()),
-                        ("d", s.data.as_json().to_owned()),
-                    ],
-                )
-                .ignore()
-                .pexpire(&key, i64::try_from(keep).unwrap_or(i64::MAX))
-                .ignore()
-                .zadd(
-                    format!("{}x", inner.prefix),
-                    s.id.to_string(),
-                    s.expires_at(),
-                )
-                .ignore()
-                .sadd(
-                    format!("{}c:{}", inner.prefix, s.client_id),
-                    s.id.to_string(),
-                )
-                .ignore();
-            let journal_key = inner.key("j", &s.id);
-            for record in dump.journal.records() {
-                let stored = serde_json::to_string(&StoredRecord {
-                    at: record.at,
-                    entry: record.entry.clone(),
-                })
-                .map_err(|e| StoreError::Backend(Box::new(e)))?;
-                pipe.hset(&journal_key, record.seq.to_string(), stored)
-                    .ignore()
-                    .hset(
-                        &journal_key,
-                        format!("{}:s", record.seq),
-                        status_code(record.status),
-                    )
-                    .ignore();
-            }
-            if !dump.journal.records().is_empty() {
-                pipe.pexpire(&journal_key, i64::try_from(keep).unwrap_or(i64::MAX))
-                    .ignore();
-            }
-            let _: Value = pipe.query_async(&mut redis).await.map_err(backend)?;
-        }
-        Ok(dumps.len())
     }
 }

@@ -142,15 +142,16 @@ impl Scripts {
                  end
                  return #ids"
             )),
-            // KEYS: marker, session, journal. ARGV: epoch, now, limit,
+            // KEYS: marker, session, expiry index, journal. ARGV: epoch,
+            // now, limit,
             // record (JSON, without seq and status), slack.
             // Returns {0} absent, {-1} full, {1, seq} appended.
             journal_append: Script::new(script!(
                 "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl')
                  if not f[1] or tonumber(f[1]) <= tonumber(ARGV[2]) then return {0} end
-                 if redis.call('HLEN', KEYS[3]) / 2 >= tonumber(ARGV[3]) then
+                 if redis.call('HLEN', KEYS[4]) / 2 >= tonumber(ARGV[3]) then
                    local oldest = nil
-                   local all = redis.call('HGETALL', KEYS[3])
+                   local all = redis.call('HGETALL', KEYS[4])
                    for i = 1, #all, 2 do
                      local seq = string.match(all[i], '^(%d+):s$')
                      if seq and all[i + 1] ~= '0' and (oldest == nil or tonumber(seq) < oldest) then
@@ -158,31 +159,33 @@ impl Scripts {
                      end
                    end
                    if oldest == nil then return {-1} end
-                   redis.call('HDEL', KEYS[3], tostring(oldest), tostring(oldest) .. ':s')
+                   redis.call('HDEL', KEYS[4], tostring(oldest), tostring(oldest) .. ':s')
                  end
                  local seq = redis.call('HINCRBY', KEYS[2], 'js', 1)
-                 redis.call('HSET', KEYS[3], tostring(seq), ARGV[4], tostring(seq) .. ':s', '0')
-                 redis.call('PEXPIRE', KEYS[3], redis.call('PTTL', KEYS[2]))
+                 redis.call('HSET', KEYS[4], tostring(seq), ARGV[4], tostring(seq) .. ':s', '0')
+                 redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[2]))
                  return {1, seq}"
             )),
-            // KEYS: marker, session, journal. ARGV: epoch, now, seq,
+            // KEYS: marker, session, expiry index, journal. ARGV: epoch,
+            // now, seq,
             // status. Returns {0} absent, {1} no record, {2, status}
             // already finished, {3} marked.
             journal_mark: Script::new(script!(
                 "local e = redis.call('HGET', KEYS[2], 'e')
                  if not e or tonumber(e) <= tonumber(ARGV[2]) then return {0} end
-                 local s = redis.call('HGET', KEYS[3], ARGV[3] .. ':s')
+                 local s = redis.call('HGET', KEYS[4], ARGV[3] .. ':s')
                  if not s then return {1} end
                  if s ~= '0' then return {2, s} end
-                 redis.call('HSET', KEYS[3], ARGV[3] .. ':s', ARGV[4])
+                 redis.call('HSET', KEYS[4], ARGV[3] .. ':s', ARGV[4])
                  return {3}"
             )),
-            // KEYS: marker, session, journal. ARGV: epoch, now. Returns
+            // KEYS: marker, session, expiry index, journal. ARGV: epoch,
+            // now. Returns
             // nil when the session is absent, else the journal hash.
             journal: Script::new(script!(
                 "local e = redis.call('HGET', KEYS[2], 'e')
                  if not e or tonumber(e) <= tonumber(ARGV[2]) then return false end
-                 return redis.call('HGETALL', KEYS[3])"
+                 return redis.call('HGETALL', KEYS[4])"
             )),
         }
     }

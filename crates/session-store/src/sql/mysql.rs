@@ -225,17 +225,8 @@ async fn migrate_locked(
             .fetch_one(&mut *conn)
             .await
             .map_err(backend)?;
-    let found = found.unwrap_or(0);
-    if found > schema::KNOWN {
-        return Err(SchemaError::TooNew {
-            table: table.to_owned(),
-            found,
-            known: schema::KNOWN,
-        }
-        .into());
-    }
-    for (version, statements) in (1..).zip(MIGRATIONS).skip_while(|(v, _)| *v <= found) {
-        for statement in *statements {
+    for (version, statements) in schema::pending(table, found, MIGRATIONS)? {
+        for statement in statements {
             sqlx::query(AssertSqlSafe(schema::expand(statement, sql)))
                 .execute(&mut *conn)
                 .await

@@ -133,17 +133,8 @@ async fn migrate_in(tx: &mut PgConnection, sql: &SqlConfig) -> Result<i32, Store
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-    let found = found.unwrap_or(0);
-    if found > KNOWN {
-        return Err(SchemaError::TooNew {
-            table,
-            found,
-            known: KNOWN,
-        }
-        .into());
-    }
-    for (version, statements) in (1..).zip(MIGRATIONS).skip_while(|(v, _)| *v <= found) {
-        for statement in *statements {
+    for (version, statements) in pending(&table, found, MIGRATIONS)? {
+        for statement in statements {
             sqlx::query(AssertSqlSafe(expand(statement, sql)))
                 .execute(&mut *tx)
                 .await
@@ -199,6 +190,28 @@ pub(crate) fn verdict(table: String, found: Option<i32>) -> Result<(), StoreErro
         }
         .into()),
     }
+}
+
+/// The migrations not yet applied to tables at version `found` (none: no
+/// migration applied), numbered from 1; tables newer than this code are
+/// refused.
+pub(crate) fn pending<'m>(
+    table: &str,
+    found: Option<i32>,
+    migrations: &'m [&'m [&'m str]],
+) -> Result<impl Iterator<Item = (i32, &'m [&'m str])>, StoreError> {
+    let found = found.unwrap_or(0);
+    if found > KNOWN {
+        return Err(SchemaError::TooNew {
+            table: table.to_owned(),
+            found,
+            known: KNOWN,
+        }
+        .into());
+    }
+    Ok((1..)
+        .zip(migrations.iter().copied())
+        .skip_while(move |(v, _)| *v <= found))
 }
 
 /// A database error as the store reports it.

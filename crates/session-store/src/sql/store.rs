@@ -417,13 +417,7 @@ macro_rules! sql_store {
                 seq: u64,
                 status: JournalStatus,
             ) -> Result<(), StoreError> {
-                if status == JournalStatus::Pending {
-                    return Err(StoreError::JournalTransition {
-                        seq,
-                        from: JournalStatus::Pending,
-                        to: status,
-                    });
-                }
+                crate::journal::finishing(seq, status)?;
                 journal_mark(&self.inner, id, seq, status).await
             }
 

@@ -1,0 +1,165 @@
+//! Export and import of a [`RedisStore`]: by SCAN over the store's keys,
+//! each session read consistently, not all at one instant.
+
+use redis::Value;
+
+use super::codec::{StoredRecord, status_code};
+use super::{RedisStore, SLACK_MS, backend};
+use crate::backup::{self, SessionDump};
+use crate::error::StoreError;
+use crate::journal::Journal;
+use crate::store::{SessionExport, SessionJournal, SessionStore};
+
+impl RedisStore {
+    /// Every key of the store's sessions (`{prefix}s:*`), by SCAN.
+    async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut redis = self.inner.redis.clone();
+        let pattern = format!("{}s:*", self.inner.prefix);
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await
+                .map_err(backend)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(keys);
+            }
+        }
+    }
+}
+
+impl SessionExport for RedisStore {
+    /// Every live session and its journal; each session read consistently
+    /// (one script), not all at one instant.
+    async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
+        let inner = &*self.inner;
+        let prefix = format!("{}s:", inner.prefix);
+        let mut dumps = Vec::new();
+        for key in self.session_keys().await? {
+            let Some(id) = key.strip_prefix(&prefix).and_then(|id| id.parse().ok()) else {
+                continue;
+            };
+            let Some(session) = self.get(&id).await? else {
+                continue;
+            };
+            let journal = match self.journal(&id).await {
+                Ok(records) => records,
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut redis = inner.redis.clone();
+            let last_seq: Option<u64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("js")
+                .query_async(&mut redis)
+                .await
+                .map_err(backend)?;
+            dumps.push(SessionDump {
+                journal: Journal::from_parts(last_seq.unwrap_or(0), journal),
+                session,
+            });
+        }
+        dumps.sort_by_key(|d| (d.session.created_at, d.session.id));
+        Ok(dumps)
+    }
+
+    /// Replaces the store's sessions with `dumps`: every key of the store
+    /// deleted, then each session written with its journal. Not atomic
+    /// across sessions; the backup is checked whole before anything
+    /// changes.
+    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let dumps = backup::admit(dumps, &inner.config, inner.now())?;
+        let mut redis = inner.redis.clone();
+        let mut cursor = 0u64;
+        let pattern = format!("{}*", inner.prefix);
+        let epoch_key = inner.epoch_key();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await
+                .map_err(backend)?;
+            let keys: Vec<&String> = keys.iter().filter(|k| **k != epoch_key).collect();
+            if !keys.is_empty() {
+                let _: Value = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut redis)
+                    .await
+                    .map_err(backend)?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let now = inner.now();
+        for dump in &dumps {
+            let s = &dump.session;
+            let key = inner.key("s", &s.id);
+            let ttl = u64::try_from(s.ttl.as_millis()).unwrap_or(u64::MAX);
+            let keep = s.expires_at().saturating_sub(now).saturating_add(SLACK_MS);
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("c", s.client_id.to_string()),
+                        ("t", s.transport.to_string()),
+                        ("ca", s.created_at.to_string()),
+                        ("ua", s.updated_at.to_string()),
+                        ("la", s.last_activity.to_string()),
+                        ("ttl", ttl.to_string()),
+                        ("v", s.version.to_string()),
+                        ("e", s.expires_at().to_string()),
+                        ("js", dump.journal.last_seq().to_string()),
+                        ("d", s.data.as_json().to_owned()),
+                    ],
+                )
+                .ignore()
+                .pexpire(&key, i64::try_from(keep).unwrap_or(i64::MAX))
+                .ignore()
+                .zadd(inner.index_key(), s.id.to_string(), s.expires_at())
+                .ignore()
+                .sadd(
+                    format!("{}c:{}", inner.prefix, s.client_id),
+                    s.id.to_string(),
+                )
+                .ignore();
+            let journal_key = inner.key("j", &s.id);
+            for record in dump.journal.records() {
+                let stored = serde_json::to_string(&StoredRecord {
+                    at: record.at,
+                    entry: record.entry.clone(),
+                })
+                .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                pipe.hset(&journal_key, record.seq.to_string(), stored)
+                    .ignore()
+                    .hset(
+                        &journal_key,
+                        format!("{}:s", record.seq),
+                        status_code(record.status),
+                    )
+                    .ignore();
+            }
+            if !dump.journal.records().is_empty() {
+                pipe.pexpire(&journal_key, i64::try_from(keep).unwrap_or(i64::MAX))
+                    .ignore();
+            }
+            let _: Value = pipe.query_async(&mut redis).await.map_err(backend)?;
+        }
+        Ok(dumps.len())
+    }
+}
