@@ -9,6 +9,12 @@
 //!   with GET, updated with GET then SET, created with SET, on the same
 //!   multiplexed connection: what the server and driver allow.
 //!
+//! - `floor: bare Lua CAS`: the least an atomic server-side
+//!   compare-and-swap costs on Redis 7.0 (which has no CAS command): each
+//!   session a hash of version and the 2 KB, read with HMGET, updated by a
+//!   two-line Lua script (compare the version, write both), created by a
+//!   script that refuses a taken id. Nothing else: no expiry, no index.
+//!
 //! tower-sessions-redis-store 0.16 is built on fred 10 and tower-sessions-core
 //! 0.14, which do not build beside keel's tower-sessions 0.15 without a
 //! second tower-sessions-core in the tree, so it is not measured here.
@@ -131,6 +137,72 @@ impl Cycle for Floor {
     }
 }
 
+/// The bare atomic compare-and-swap and create (see the file's header).
+#[derive(Clone)]
+struct CasFloor(
+    ConnectionManager,
+    Arc<Shared>,
+    Arc<(redis::Script, redis::Script)>,
+);
+
+impl CasFloor {
+    fn new(redis: ConnectionManager, shared: Arc<Shared>) -> Self {
+        let cas = redis::Script::new(
+            "if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+             redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2]) return 1",
+        );
+        let create = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+             redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1]) return 1",
+        );
+        Self(redis, shared, Arc::new((cas, create)))
+    }
+}
+
+impl Cycle for CasFloor {
+    async fn cycle(&self, _task: usize) {
+        let mut redis = self.0.clone();
+        let (s, (cas, create)) = (&*self.1, &*self.2);
+        let key = format!("{PREFIX}cas:{}", s.random());
+        match s.op {
+            Op::Get => {
+                let _: (Option<u64>, Vec<u8>) = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg("d")
+                    .query_async(&mut redis)
+                    .await
+                    .expect("get");
+            }
+            Op::Update => {
+                let (version, _): (Option<u64>, Vec<u8>) = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg("d")
+                    .query_async(&mut redis)
+                    .await
+                    .expect("get");
+                let _: i64 = cas
+                    .key(&key)
+                    .arg(version.unwrap_or(1))
+                    .arg(s.data.as_json())
+                    .invoke_async(&mut redis)
+                    .await
+                    .expect("cas");
+            }
+            Op::Create => {
+                let fresh = SessionId::random().expect("id");
+                let _: i64 = create
+                    .key(format!("{PREFIX}cas:new:{fresh}"))
+                    .arg(s.data.as_json())
+                    .invoke_async(&mut redis)
+                    .await
+                    .expect("create");
+            }
+        }
+    }
+}
+
 /// Deletes every key of the bench, a SCAN batch at a time (KEYS over a
 /// few hundred thousand keys outlasts the connection's response timeout).
 async fn delete_keys(redis: &mut ConnectionManager) {
@@ -188,6 +260,11 @@ fn sessions(c: &mut Criterion) {
             let mut pipe = redis::pipe();
             for i in chunk {
                 pipe.set(format!("{PREFIX}floor:{i}"), data.as_json())
+                    .ignore()
+                    .hset_multiple(
+                        format!("{PREFIX}cas:{i}"),
+                        &[("v", "1"), ("d", data.as_json())],
+                    )
                     .ignore();
             }
             let _: () = pipe.query_async(&mut redis).await.expect("floor fill");
@@ -212,10 +289,16 @@ fn sessions(c: &mut Criterion) {
         g.bench_function("keel", |b| {
             b.iter_custom(|iters| throughput(&rt, &keel, TASKS, iters));
         });
-        let bare = Floor(floor.clone(), shared);
+        let bare = Floor(floor.clone(), Arc::clone(&shared));
         g.bench_function("floor: bare GET/SET", |b| {
             b.iter_custom(|iters| throughput(&rt, &bare, TASKS, iters));
         });
+        if !matches!(op, Op::Get) {
+            let cas = CasFloor::new(floor.clone(), shared);
+            g.bench_function("floor: bare Lua CAS", |b| {
+                b.iter_custom(|iters| throughput(&rt, &cas, TASKS, iters));
+            });
+        }
         g.finish();
     }
     rt.block_on(async {

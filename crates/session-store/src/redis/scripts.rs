@@ -12,13 +12,17 @@
 
 use redis::Script;
 
-/// The marker check every script starts with.
+/// The marker check: `KEYS[1]` against the store's epoch in `ARGV[1]`.
+macro_rules! marker_check {
+    () => {
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('KEEL_LOST') end\n"
+    };
+}
+
+/// A script that checks the marker first.
 macro_rules! script {
     ($body:literal) => {
-        concat!(
-            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('KEEL_LOST') end\n",
-            $body
-        )
+        concat!(marker_check!(), $body)
     };
 }
 
@@ -58,9 +62,12 @@ impl Scripts {
             // client-set key prefix. Returns {0} absent, {1, version}
             // conflict, {2, version, client, transport, created, ttl}
             // written, {3} expired (and removed now).
-            update: Script::new(script!(
-                "local f = redis.call('HMGET', KEYS[2], 'v', 'e', 'ttl', 'c', 't', 'ca')
-                 if not f[1] then return {0} end
+            update: Script::new(concat!(
+                "local f = redis.call('HMGET', KEYS[2], 'v', 'e', 'ttl', 'c', 't', 'ca', 'js')
+                 if not f[1] then\n",
+                marker_check!(),
+                "  return {0}
+                 end
                  if tonumber(f[2]) <= tonumber(ARGV[4]) then
                    redis.call('DEL', KEYS[2], KEYS[4])
                    redis.call('ZREM', KEYS[3], ARGV[6])
@@ -75,7 +82,7 @@ impl Scripts {
                  redis.call('HSET', KEYS[2], 'd', ARGV[3], 'v', v, 'ua', ARGV[4], 'la', ARGV[4], 'ttl', ttl, 'e', e)
                  local keep = tonumber(ttl) + tonumber(ARGV[7])
                  redis.call('PEXPIRE', KEYS[2], keep)
-                 redis.call('PEXPIRE', KEYS[4], keep)
+                 if f[7] ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
                  redis.call('ZADD', KEYS[3], e, ARGV[6])
                  return {2, v, f[4], f[5], f[6], ttl}"
             )),
@@ -83,9 +90,12 @@ impl Scripts {
             // now, id, slack, client-set key prefix. Returns the session's
             // fields (c, t, ca, ua, la, ttl, v, d, e), nil when absent, {}
             // when expired (removed now).
-            touch: Script::new(script!(
-                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl', 'c')
-                 if not f[1] then return false end
+            touch: Script::new(concat!(
+                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl', 'c', 'js')
+                 if not f[1] then\n",
+                marker_check!(),
+                "  return false
+                 end
                  if tonumber(f[1]) <= tonumber(ARGV[2]) then
                    redis.call('DEL', KEYS[2], KEYS[4])
                    redis.call('ZREM', KEYS[3], ARGV[3])
@@ -96,7 +106,7 @@ impl Scripts {
                  redis.call('HSET', KEYS[2], 'la', ARGV[2], 'e', e)
                  local keep = tonumber(f[2]) + tonumber(ARGV[4])
                  redis.call('PEXPIRE', KEYS[2], keep)
-                 redis.call('PEXPIRE', KEYS[4], keep)
+                 if f[4] ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
                  redis.call('ZADD', KEYS[3], e, ARGV[3])
                  return redis.call('HMGET', KEYS[2], 'c', 't', 'ca', 'ua', 'la', 'ttl', 'v', 'd', 'e')"
             )),
