@@ -5,6 +5,9 @@
 pub(crate) mod acquire;
 mod cancel;
 mod clock;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster;
 mod config;
 #[cfg(feature = "sqlx")]
 mod driver;
@@ -43,7 +46,7 @@ pub use crate::driver::{
 pub use cancel::Canceller;
 pub use config::{ConfigError, PoolConfig, QueueMode};
 pub use error::{BuildError, Phase, PoolError};
-pub use manager::{CheckIn, Manager};
+pub use manager::{CheckIn, Manager, ServerState};
 pub use observer::{CloseReason, Event, NoopObserver, Observer};
 pub use op::BoxError;
 pub use pool::{CloseError, Pool, PoolBuilder, ResizeError};

@@ -19,6 +19,31 @@ pub enum CheckIn {
     Discard,
 }
 
+/// What a server said about itself right after a connection was opened:
+/// the two facts libpq's `target_session_attrs` goes by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServerState {
+    /// The server replays another's changes (PostgreSQL
+    /// `pg_is_in_recovery()`; on MySQL / MariaDB, a read-only server).
+    pub in_recovery: bool,
+    /// Sessions on it cannot write (PostgreSQL `transaction_read_only`,
+    /// MySQL / MariaDB `@@read_only`).
+    pub read_only: bool,
+}
+
+impl ServerState {
+    /// A writable primary.
+    pub const PRIMARY: Self = Self {
+        in_recovery: false,
+        read_only: false,
+    };
+    /// A read-only standby.
+    pub const STANDBY: Self = Self {
+        in_recovery: true,
+        read_only: true,
+    };
+}
+
 /// Opens, checks, resets and closes connections of one kind. The pool
 /// applies a timeout to every method that does I/O.
 ///
@@ -109,6 +134,33 @@ pub trait Manager: Send + Sync + 'static {
     /// pool is built.
     fn endpoint(&self) -> Option<String> {
         None
+    }
+
+    /// Asks a freshly opened connection's server whether it is a standby
+    /// and whether it takes writes. Only a
+    /// [`Cluster`](crate::cluster::Cluster) asks, once per new connection
+    /// and on each refresh, to route writes to the primary and follow a
+    /// failover. `None` (the default) when the backend cannot tell; the
+    /// endpoint then keeps the role it was configured with.
+    fn server_state(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<ServerState>, Self::Error>> + Send {
+        let _ = conn;
+        async { Ok(None) }
+    }
+
+    /// How far a standby's replay lags behind its primary, asked by a
+    /// [`Cluster`](crate::cluster::Cluster) on each refresh when it has a
+    /// `max_replica_lag`. `None` (the default) when the backend cannot
+    /// tell; the replica is then never demoted for lag. Implement it (or
+    /// wrap a manager) to supply a check of your own.
+    fn replay_lag(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>, Self::Error>> + Send {
+        let _ = conn;
+        async { Ok(None) }
     }
 
     /// Whether a connect error means the server is out of connection slots

@@ -8,7 +8,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::url::{DatabaseUrl, UrlError, UrlPart};
 use crate::cancel::Canceller;
-use crate::manager::{CheckIn, Manager};
+use crate::manager::{CheckIn, Manager, ServerState};
 
 /// Pools sqlx connections of type `C`.
 ///
@@ -130,6 +130,20 @@ pub trait SqlxConnection: Connection + sealed::Sealed {
         &mut self,
         options: &Self::Options,
     ) -> impl Future<Output = Result<Option<Canceller>, sqlx::Error>> + Send;
+
+    /// Whether the server is a standby and whether it takes writes (see
+    /// [`Manager::server_state`]).
+    fn server_state(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<ServerState>, sqlx::Error>> + Send;
+
+    /// A standby's replay lag (see [`Manager::replay_lag`]); `None` where
+    /// the backend has no standard way to tell.
+    fn replay_lag(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>, sqlx::Error>> + Send {
+        async { Ok(None) }
+    }
 }
 
 mod sealed {
@@ -173,6 +187,32 @@ impl SqlxConnection for sqlx::PgConnection {
         let sql = format!("SELECT pg_cancel_backend({pid})");
         Ok(Some(side_connection_canceller::<Self>(options, sql)))
     }
+
+    async fn server_state(&mut self) -> Result<Option<ServerState>, sqlx::Error> {
+        let (in_recovery, read_only): (bool, bool) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+        )
+        .fetch_one(&mut *self)
+        .await?;
+        Ok(Some(ServerState {
+            in_recovery,
+            read_only,
+        }))
+    }
+
+    async fn replay_lag(&mut self) -> Result<Option<std::time::Duration>, sqlx::Error> {
+        // Caught up (all received WAL replayed) is no lag, however long
+        // ago the primary last wrote; else the age of the last replayed
+        // transaction. NULL on a primary.
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+        )
+        .fetch_one(&mut *self)
+        .await?;
+        Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
+    }
 }
 
 #[cfg(feature = "mysql")]
@@ -190,6 +230,18 @@ impl SqlxConnection for sqlx::MySqlConnection {
         let sql = format!("KILL QUERY {id}");
         Ok(Some(side_connection_canceller::<Self>(options, sql)))
     }
+
+    async fn server_state(&mut self) -> Result<Option<ServerState>, sqlx::Error> {
+        // MySQL has no recovery mode: a replica is a server kept read-only.
+        let read_only: i64 = sqlx::query_scalar("SELECT @@global.read_only + 0")
+            .fetch_one(&mut *self)
+            .await?;
+        let read_only = read_only != 0;
+        Ok(Some(ServerState {
+            in_recovery: read_only,
+            read_only,
+        }))
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -202,6 +254,11 @@ impl SqlxConnection for sqlx::SqliteConnection {
         _options: &sqlx::sqlite::SqliteConnectOptions,
     ) -> Result<Option<Canceller>, sqlx::Error> {
         Ok(None)
+    }
+
+    async fn server_state(&mut self) -> Result<Option<ServerState>, sqlx::Error> {
+        // A file in process: always the one writable copy.
+        Ok(Some(ServerState::PRIMARY))
     }
 }
 
@@ -225,6 +282,20 @@ where
         conn: &mut C,
     ) -> impl Future<Output = Result<Option<Canceller>, sqlx::Error>> + Send {
         conn.canceller(&self.options)
+    }
+
+    fn server_state(
+        &self,
+        conn: &mut C,
+    ) -> impl Future<Output = Result<Option<ServerState>, sqlx::Error>> + Send {
+        conn.server_state()
+    }
+
+    fn replay_lag(
+        &self,
+        conn: &mut C,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>, sqlx::Error>> + Send {
+        conn.replay_lag()
     }
 
     fn check_in(&self, conn: &mut C) -> CheckIn {

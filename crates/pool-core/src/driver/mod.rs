@@ -2,10 +2,14 @@
 //! operations, and database URLs. Named `driver` because the crate root
 //! re-exports sqlx itself as `keel_pool_core::sqlx`.
 
+#[cfg(feature = "cluster")]
+mod cluster_url;
 mod manager;
 pub(crate) mod statement;
 mod url;
 
+#[cfg(feature = "cluster")]
+pub use cluster_url::ClusterUrl;
 #[cfg(feature = "mysql")]
 pub use manager::MySqlManager;
 #[cfg(feature = "postgres")]

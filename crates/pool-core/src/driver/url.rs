@@ -62,6 +62,11 @@ impl UrlError {
     pub fn part(&self) -> UrlPart {
         self.part
     }
+
+    /// Why, without the part's name.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 /// Which database a URL points at.
