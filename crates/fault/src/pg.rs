@@ -27,17 +27,7 @@ impl ThrowawayPostgres {
     /// `PATH`), or `initdb` / `pg_ctl` failing (their output is in the
     /// error).
     pub fn start() -> io::Result<Self> {
-        let bin = binaries()?;
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "keel-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
-        give_to_postgres(&dir)?;
-        let port = free_port()?;
-        let pg = Self { dir, bin, port };
+        let pg = Self::empty()?;
         pg.run(
             "initdb",
             &[
@@ -51,15 +41,114 @@ impl ThrowawayPostgres {
                 "UTF8",
             ],
         )?;
-        std::fs::write(
-            Path::new(&pg.data()).join("postgresql.auto.conf"),
-            format!(
-                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 50\n",
-                pg.dir.display()
-            ),
-        )?;
+        pg.configure()?;
         pg.start_again()?;
         Ok(pg)
+    }
+
+    /// A streaming replica of this server (`pg_basebackup -R`: a hot
+    /// standby that replays its WAL), started on a free port of its own.
+    /// Reads work on it at once; [`promote`](Self::promote) makes it a
+    /// primary.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), or `pg_basebackup` failing (this server
+    /// stopped, say).
+    pub fn start_replica(&self) -> io::Result<Self> {
+        let replica = Self::empty()?;
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &replica.data(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+        )?;
+        replica.configure()?;
+        replica.start_again()?;
+        Ok(replica)
+    }
+
+    /// Promotes this replica to a primary that takes writes, and waits
+    /// until it does.
+    ///
+    /// # Errors
+    /// `pg_ctl promote` failing (the server is no replica, or is down).
+    pub fn promote(&self) -> io::Result<()> {
+        self.run("pg_ctl", &["-D", &self.data(), "-w", "promote"])
+            .map(drop)
+    }
+
+    /// Runs `sql` with `psql` on database `postgres` and returns what it
+    /// printed (unaligned, tuples only: `SELECT 1` gives `"1"`).
+    ///
+    /// # Errors
+    /// `psql` failing (the server down, the SQL wrong: its message is in
+    /// the error).
+    pub fn psql(&self, sql: &str) -> io::Result<String> {
+        let port = self.port.to_string();
+        let out = self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// A new directory of the test's own and a free port; no cluster yet.
+    fn empty() -> io::Result<Self> {
+        let bin = binaries()?;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "keel-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        give_to_postgres(&dir)?;
+        let port = free_port()?;
+        Ok(Self { dir, bin, port })
+    }
+
+    /// This server's own settings, after whatever a base backup copied
+    /// (the last setting of a name wins).
+    fn configure(&self) -> io::Result<()> {
+        use std::io::Write as _;
+        let mut conf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&self.data()).join("postgresql.auto.conf"))?;
+        write!(
+            conf,
+            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             fsync = off\nmax_connections = 50\nwal_keep_size = '64MB'\n",
+            self.port,
+            self.dir.display()
+        )
     }
 
     /// The server's port on 127.0.0.1.

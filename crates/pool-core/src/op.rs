@@ -30,6 +30,50 @@ pub trait Operation<C>: Clone + Send + 'static {
     fn command_timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// Whether the work only reads, so a cluster's service (feature
+    /// `cluster`) may send it to a replica. `false` (the primary) unless the
+    /// operation is wrapped in [`read_only`].
+    fn read_only(&self) -> bool {
+        false
+    }
+}
+
+/// An operation marked read-only: see [`read_only`].
+#[derive(Clone, Debug)]
+pub struct ReadOnly<O>(O);
+
+/// Marks `op` as read-only: a cluster's service may run it on a replica
+/// (replicas lag; read your own writes from the primary). A single pool
+/// runs it as it would anyway.
+///
+/// ```
+/// use keel_pool_core::op::{self, BoxError, Operation};
+///
+/// let len = op::with_connection(|conn: &mut Vec<u64>| {
+///     Box::pin(async move { Ok::<_, BoxError>(conn.len()) })
+/// });
+/// assert!(!Operation::<Vec<u64>>::read_only(&len));
+/// assert!(Operation::<Vec<u64>>::read_only(&op::read_only(len)));
+/// ```
+pub fn read_only<O>(op: O) -> ReadOnly<O> {
+    ReadOnly(op)
+}
+
+impl<C, O: Operation<C>> Operation<C> for ReadOnly<O> {
+    type Output = O::Output;
+
+    fn run(self, conn: &mut C) -> BoxFuture<'_, Result<O::Output, BoxError>> {
+        self.0.run(conn)
+    }
+
+    fn command_timeout(&self) -> Option<Duration> {
+        self.0.command_timeout()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
 }
 
 /// The operation outlived its command timeout. The connection it ran on

@@ -16,7 +16,7 @@ use crate::shared::{Conn, Shared};
 #[must_use = "dropping a Pooled returns its connection at once"]
 pub struct Pooled<M: Manager> {
     conn: Option<Conn<M::Connection>>,
-    shared: Arc<Shared<M>>,
+    pub(crate) shared: Arc<Shared<M>>,
 }
 
 impl<M: Manager> Pooled<M> {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tower_service::Service;
 
@@ -102,23 +103,49 @@ where
         let pool = self.pool.clone();
         Box::pin(async move {
             let limit = op.command_timeout().or(pool.config().command_timeout);
-            let mut running = Running(Some(pool.get().await?));
-            let result = match limit {
-                Some(after) => match tokio::time::timeout(after, op.run(running.conn())).await {
-                    Ok(result) => result,
-                    // `running` abandons the connection as it drops.
-                    Err(_) => return Err(CommandTimeout { after }.into()),
-                },
-                None => op.run(running.conn()).await,
-            };
-            let mut conn = running.finish();
-            match &result {
-                Err(e) if pool.manager().is_fatal(e.as_ref()) => conn.discard(),
-                _ => conn.mark_known(),
-            }
-            result
+            run_on(pool.get().await?, op, limit).await.result
         })
     }
+}
+
+/// How an operation on one checked-out connection ended.
+pub(crate) struct Ran<T> {
+    pub(crate) result: Result<T, BoxError>,
+    /// The deadline passed or the backend reported the connection broken:
+    /// the connection is closed, and the server may be at fault.
+    pub(crate) broken: bool,
+}
+
+/// Runs `op` on `conn` under `limit`, then returns the connection to its
+/// pool (or closes it: see [`PoolService`]). The pool's and the cluster's
+/// services share it.
+pub(crate) async fn run_on<M: Manager, O: Operation<M::Connection>>(
+    conn: Pooled<M>,
+    op: O,
+    limit: Option<Duration>,
+) -> Ran<O::Output> {
+    let mut running = Running(Some(conn));
+    let result = match limit {
+        Some(after) => match tokio::time::timeout(after, op.run(running.conn())).await {
+            Ok(result) => result,
+            // `running` abandons the connection as it drops.
+            Err(_) => {
+                return Ran {
+                    result: Err(CommandTimeout { after }.into()),
+                    broken: true,
+                };
+            }
+        },
+        None => op.run(running.conn()).await,
+    };
+    let mut conn = running.finish();
+    let broken = matches!(&result, Err(e) if conn.shared.manager.is_fatal(e.as_ref()));
+    if broken {
+        conn.discard();
+    } else {
+        conn.mark_known();
+    }
+    Ran { result, broken }
 }
 
 /// A connection with an operation running on it. Dropped before

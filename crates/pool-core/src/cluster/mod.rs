@@ -23,6 +23,9 @@ mod config;
 mod endpoint;
 mod error;
 mod pooled;
+mod service;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +41,7 @@ pub use config::ClusterConfig;
 pub use endpoint::{EndpointInfo, Role};
 pub use error::ClusterError;
 pub use pooled::ClusterPooled;
+pub use service::ClusterService;
 
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
@@ -49,6 +53,7 @@ use crate::manager::Manager;
 use crate::pool::Pool;
 use balance::Load;
 use endpoint::{Endpoint, Observed, Probed};
+use pooled::{Outcome, Ticket};
 
 /// A pool over several endpoints. Clones share it.
 ///
@@ -159,10 +164,12 @@ impl<M: Manager> Cluster<M> {
                     endpoint.in_use.fetch_add(1, Ordering::Relaxed);
                     let pooled = ClusterPooled {
                         conn,
-                        endpoint: Arc::clone(endpoint),
-                        permit,
-                        started,
-                        failed: false,
+                        ticket: Ticket {
+                            endpoint: Arc::clone(endpoint),
+                            permit,
+                            started,
+                            outcome: Outcome::Success,
+                        },
                     };
                     // A new connection may just have found its server
                     // changed role: then it is not what was asked for.

@@ -20,22 +20,38 @@ use crate::pooled::Pooled;
 #[must_use = "dropping a ClusterPooled returns its connection at once"]
 pub struct ClusterPooled<M: Manager> {
     pub(crate) conn: Pooled<Probed<M>>,
+    pub(crate) ticket: Ticket<M>,
+}
+
+/// A checkout's account with its endpoint: the checkout count, the
+/// ejection breaker's permit and the latency sample, settled on drop.
+pub(crate) struct Ticket<M: Manager> {
     pub(crate) endpoint: Arc<Endpoint<M>>,
     pub(crate) permit: Option<OwnedPermit>,
     pub(crate) started: Instant,
-    pub(crate) failed: bool,
+    pub(crate) outcome: Outcome,
+}
+
+/// How a checkout went, for its endpoint's ejection breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    /// The server broke mid-operation or missed a deadline.
+    Failure,
+    /// The caller gave up before it knew (a cancelled call): no verdict.
+    Unknown,
 }
 
 impl<M: Manager> ClusterPooled<M> {
     /// The endpoint it came from (`host:port/db`).
     pub fn endpoint(&self) -> &str {
-        &self.endpoint.name
+        &self.ticket.endpoint.name
     }
 
     /// Counts this checkout as the endpoint's failure (the server broke
     /// mid-operation, say); enough of them in a row eject the endpoint.
     pub fn fail(&mut self) {
-        self.failed = true;
+        self.ticket.outcome = Outcome::Failure;
     }
 
     /// Marks the connection's state unknown: it is closed when dropped
@@ -59,20 +75,26 @@ impl<M: Manager> DerefMut for ClusterPooled<M> {
     }
 }
 
-impl<M: Manager> Drop for ClusterPooled<M> {
+impl<M: Manager> Drop for Ticket<M> {
     fn drop(&mut self) {
         let e = &self.endpoint;
         e.in_use.fetch_sub(1, Ordering::Relaxed);
-        if self.failed {
-            e.record_latency(FAILURE_PENALTY);
-            if let Some(p) = self.permit.take() {
-                p.failure();
+        let permit = self.permit.take();
+        match self.outcome {
+            Outcome::Success => {
+                e.record_latency(self.started.elapsed());
+                if let Some(p) = permit {
+                    p.success();
+                }
             }
-        } else {
-            e.record_latency(self.started.elapsed());
-            if let Some(p) = self.permit.take() {
-                p.success();
+            Outcome::Failure => {
+                e.record_latency(FAILURE_PENALTY);
+                if let Some(p) = permit {
+                    p.failure();
+                }
             }
+            // Dropping the permit abandons it.
+            Outcome::Unknown => {}
         }
     }
 }
@@ -80,7 +102,7 @@ impl<M: Manager> Drop for ClusterPooled<M> {
 impl<M: Manager> fmt::Debug for ClusterPooled<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterPooled")
-            .field("endpoint", &self.endpoint.name)
+            .field("endpoint", &self.ticket.endpoint.name)
             .field("id", &self.conn.id())
             .finish_non_exhaustive()
     }

@@ -10,10 +10,10 @@ use crate::manager::ServerState;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0} is down")]
-struct Down(&'static str);
+pub(super) struct Down(pub(super) &'static str);
 
 #[derive(Clone, Debug)]
-struct Server {
+pub(super) struct Server {
     name: &'static str,
     state: Arc<Mutex<ServerState>>,
     up: Arc<AtomicBool>,
@@ -74,9 +74,13 @@ impl Manager for Server {
     fn endpoint(&self) -> Option<String> {
         Some(self.name.to_owned())
     }
+
+    fn is_fatal(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        error.is::<Down>()
+    }
 }
 
-fn quiet() -> ClusterConfig {
+pub(super) fn quiet() -> ClusterConfig {
     // The tests refresh by hand.
     ClusterConfig {
         refresh_interval: Duration::from_secs(3600),
@@ -100,7 +104,7 @@ async fn cluster(servers: &[(&Server, Role)], config: ClusterConfig) -> Cluster<
     b.build().await.unwrap()
 }
 
-async fn primary_and_two_replicas(
+pub(super) async fn primary_and_two_replicas(
     config: ClusterConfig,
 ) -> (Server, Server, Server, Cluster<Server>) {
     let p = Server::new("p", ServerState::PRIMARY);
