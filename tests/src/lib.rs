@@ -8,6 +8,8 @@
     reason = "test helpers: a failure panics the test, by design"
 )]
 
+pub mod load;
+
 use std::sync::OnceLock;
 
 use keel_pool_core::{PgManager, Pool, sqlx};

@@ -113,6 +113,10 @@ pub(crate) struct Ran<T> {
     pub(crate) result: Result<T, BoxError>,
     /// The deadline passed or the backend reported the connection broken:
     /// the connection is closed, and the server may be at fault.
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(dead_code, reason = "read by the cluster's service")
+    )]
     pub(crate) broken: bool,
 }
 
