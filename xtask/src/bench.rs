@@ -207,16 +207,18 @@ fn table(group: &str, results: &[Result]) -> String {
 
 /// A throughput group (its entries time one operation of all tasks
 /// together; a `limit` entry or a title starting `rate `): operations per
-/// second and the share of the `limit` entry's rate each reaches.
+/// second and the share of the reference's rate each reaches: the `limit`
+/// entry's, else (a group comparing keel with itself) the `keel` entry's.
 fn throughput_table(group: &str, results: &[Result]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let limit = results
-        .iter()
-        .find(|r| r.function == "limit")
-        .map(|r| r.mean_ns);
+    let reference = ["limit", "keel"]
+        .into_iter()
+        .find_map(|name| results.iter().find(|r| r.function == name));
+    let limit = reference.map(|r| r.mean_ns);
+    let by = reference.map_or("limit", |r| r.function.as_str());
     let _ = writeln!(out, "\n### {group}\n");
-    let _ = writeln!(out, "| entry | ns / op | ops / s | × limit |");
+    let _ = writeln!(out, "| entry | ns / op | ops / s | × {by} |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let mut sorted: Vec<&Result> = results.iter().collect();
     sorted.sort_by(|a, b| a.mean_ns.total_cmp(&b.mean_ns));

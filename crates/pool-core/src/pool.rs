@@ -113,6 +113,13 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// Whether a checkout now would not queue: an idle connection or room
+    /// for a new one (one atomic load; the cluster's balancing reads it).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn has_room(&self) -> bool {
+        self.shared.permits.available_permits() > 0
+    }
+
     /// The pool as a tower service of [`Operation`](crate::op::Operation)s.
     #[cfg(feature = "tower")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

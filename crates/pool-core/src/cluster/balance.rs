@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 /// How a checkout picks among the endpoints in rotation that may serve it.
+/// Whatever the strategy, an endpoint whose pool is full (a checkout would
+/// queue) is passed over while another has room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -29,35 +31,52 @@ pub(crate) struct Load {
     pub(crate) ewma_ns: u64,
 }
 
+/// A set of endpoints by position: bit `i` is endpoint `i` (a cluster has
+/// at most [`MAX_ENDPOINTS`]).
+pub(crate) type Set = u64;
+
+/// The most endpoints a cluster takes (a checkout's sets are one word).
+pub(crate) const MAX_ENDPOINTS: usize = Set::BITS as usize;
+
+/// The position of the `k`-th member of `set` (`k < set.count_ones()`).
+fn nth(mut set: Set, k: u32) -> usize {
+    for _ in 0..k {
+        set &= set - 1;
+    }
+    set.trailing_zeros() as usize
+}
+
 impl Balance {
-    /// The position in `candidates` to use; `load` reads an endpoint's
+    /// The endpoint of `candidates` to use; `load` reads an endpoint's
     /// counters. `candidates` is never empty.
     pub(crate) fn pick(
         self,
-        candidates: &[usize],
+        candidates: Set,
         turn: &AtomicUsize,
         load: impl Fn(usize) -> Load,
     ) -> usize {
-        let n = candidates.len();
+        let n = candidates.count_ones();
         if n == 1 {
-            return 0;
+            return candidates.trailing_zeros() as usize;
         }
+        let turn_k = || (turn.fetch_add(1, Ordering::Relaxed) % n as usize) as u32;
         match self {
-            Self::RoundRobin => turn.fetch_add(1, Ordering::Relaxed) % n,
-            Self::Random => fastrand::usize(..n),
+            Self::RoundRobin => nth(candidates, turn_k()),
+            Self::Random => nth(candidates, fastrand::u32(..n)),
             Self::LeastConnections => {
-                // Start the scan at a rotating offset so ties spread.
-                let start = turn.fetch_add(1, Ordering::Relaxed) % n;
+                // Start the scan at a rotating member so ties spread.
+                let start = turn_k();
                 (0..n)
-                    .map(|i| (start + i) % n)
-                    .min_by_key(|&i| load(candidates[i]).in_use)
-                    .unwrap_or(start)
+                    .map(|k| nth(candidates, (start + k) % n))
+                    .min_by_key(|&i| load(i).in_use)
+                    .unwrap_or_else(|| nth(candidates, start))
             }
             Self::Health => {
-                let a = fastrand::usize(..n);
-                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                let a = fastrand::u32(..n);
+                let b = (a + 1 + fastrand::u32(..n - 1)) % n;
+                let (a, b) = (nth(candidates, a), nth(candidates, b));
                 let score = |i: usize| {
-                    let l = load(candidates[i]);
+                    let l = load(i);
                     // An endpoint never measured scores as the best, so it
                     // gets traffic and a measurement.
                     u128::from(l.ewma_ns) * (l.in_use as u128 + 1)
@@ -74,10 +93,10 @@ mod tests {
 
     fn counts(balance: Balance, loads: &[(usize, u64)], rounds: usize) -> Vec<usize> {
         let turn = AtomicUsize::new(0);
-        let candidates: Vec<usize> = (0..loads.len()).collect();
+        let candidates: Set = (1 << loads.len()) - 1;
         let mut seen = vec![0; loads.len()];
         for _ in 0..rounds {
-            let i = balance.pick(&candidates, &turn, |e| Load {
+            let i = balance.pick(candidates, &turn, |e| Load {
                 in_use: loads[e].0,
                 ewma_ns: loads[e].1,
             });
@@ -89,6 +108,28 @@ mod tests {
     #[test]
     fn round_robin_takes_each_in_turn() {
         assert_eq!(counts(Balance::RoundRobin, &[(0, 0); 3], 9), [3, 3, 3]);
+    }
+
+    #[test]
+    fn picks_stay_within_the_set() {
+        let turn = AtomicUsize::new(0);
+        let set: Set = 0b1010_0100 | 1 << 63;
+        for balance in [
+            Balance::RoundRobin,
+            Balance::Random,
+            Balance::LeastConnections,
+            Balance::Health,
+        ] {
+            let mut seen: Set = 0;
+            for _ in 0..400 {
+                let idle = |_| Load {
+                    in_use: 0,
+                    ewma_ns: 0,
+                };
+                seen |= 1 << balance.pick(set, &turn, idle);
+            }
+            assert_eq!(seen, set, "{balance:?}");
+        }
     }
 
     #[test]

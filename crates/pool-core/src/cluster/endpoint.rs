@@ -249,7 +249,9 @@ pub struct EndpointInfo {
     pub lagging: bool,
     /// Checkouts held now.
     pub in_use: usize,
-    /// Average checkout-to-release time (failures count as 1 s).
+    /// Average time of the refresh's probes and (with
+    /// [`Balance::Health`](super::Balance::Health), which reads it) of
+    /// checkout to release; failures count as 1 s.
     pub latency: Duration,
     /// Why it could last not be reached, if it could not.
     pub last_error: Option<String>,

@@ -51,7 +51,7 @@ use crate::config::{ConfigError, PoolConfig};
 use crate::error::{BuildError, Phase};
 use crate::manager::Manager;
 use crate::pool::Pool;
-use balance::Load;
+use balance::{Load, MAX_ENDPOINTS, Set};
 use endpoint::{Endpoint, Observed, Probed};
 use pooled::{Outcome, Ticket};
 
@@ -144,21 +144,23 @@ impl<M: Manager> Cluster<M> {
         attrs: TargetSessionAttrs,
     ) -> Result<ClusterPooled<M>, ClusterError<M::Error>> {
         let inner = &*self.inner;
-        let mut passed_over: Vec<usize> = Vec::new();
+        let mut passed_over: Set = 0;
         let mut last_error = None;
         loop {
-            let Some((i, wanted)) = inner.choose(attrs, &passed_over) else {
+            let Some((i, wanted)) = inner.choose(attrs, passed_over) else {
                 return Err(last_error.unwrap_or_else(|| ClusterError::NoEndpoint {
                     attrs,
                     endpoints: self.endpoints(),
                 }));
             };
-            passed_over.push(i);
+            passed_over |= 1 << i;
             let endpoint = &inner.endpoints[i];
             // An ejected endpoint kept in rotation by the share cap, or a
             // half-open one out of trial slots, is used without a permit.
             let permit = endpoint.breaker.try_acquire_owned().ok();
-            let started = Instant::now();
+            // Only health balancing reads checkout latency: the others
+            // spare the clock.
+            let started = (inner.config.balance == Balance::Health).then(Instant::now);
             match endpoint.pool.get().await {
                 Ok(conn) => {
                     endpoint.in_use.fetch_add(1, Ordering::Relaxed);
@@ -205,8 +207,8 @@ impl<M: Manager> Cluster<M> {
         self.inner
             .endpoints
             .iter()
-            .zip(out)
-            .map(|(e, ejected)| e.info(ejected))
+            .enumerate()
+            .map(|(i, e)| e.info(out & 1 << i != 0))
             .collect()
     }
 
@@ -249,72 +251,90 @@ impl<M: Manager> Inner<M> {
     fn choose(
         &self,
         mut attrs: TargetSessionAttrs,
-        passed_over: &[usize],
+        passed_over: Set,
     ) -> Option<(usize, TargetSessionAttrs)> {
-        let eligible = |attrs: TargetSessionAttrs| -> Vec<usize> {
-            (0..self.endpoints.len())
-                .filter(|i| !passed_over.contains(i) && accepts(attrs, &self.endpoints[*i]))
-                .collect()
-        };
-        let mut candidates = eligible(attrs);
-        let mut in_rotation = self.in_rotation(&candidates);
-        if in_rotation.is_empty() && attrs == TargetSessionAttrs::PreferStandby {
+        let out = self.ejected() | passed_over;
+        let mut in_rotation = self.accepting(attrs) & !out;
+        if in_rotation == 0 && attrs == TargetSessionAttrs::PreferStandby {
             // No standby serves: libpq's second pass takes any server.
             attrs = TargetSessionAttrs::Any;
-            candidates = eligible(attrs);
-            in_rotation = self.in_rotation(&candidates);
+            in_rotation = self.accepting(attrs) & !out;
         }
-        if in_rotation.is_empty() {
+        if in_rotation == 0 {
             return None;
         }
-        let at = self.config.balance.pick(&in_rotation, &self.turn, |i| {
+        // Two pools of 8 are worse than one of 16 if a checkout can queue
+        // on a full one while the other has room: pick among those with
+        // room when there are any.
+        let with_room = self.with_room(in_rotation);
+        let candidates = if with_room == 0 {
+            in_rotation
+        } else {
+            with_room
+        };
+        let at = self.config.balance.pick(candidates, &self.turn, |i| {
             let e = &self.endpoints[i];
             Load {
                 in_use: e.in_use.load(Ordering::Relaxed),
                 ewma_ns: e.ewma_ns.load(Ordering::Relaxed),
             }
         });
-        Some((in_rotation[at], attrs))
+        Some((at, attrs))
     }
 
-    /// The candidates in rotation (see [`Inner::ejected`]).
-    fn in_rotation(&self, candidates: &[usize]) -> Vec<usize> {
-        let out = self.ejected();
-        candidates.iter().copied().filter(|&i| !out[i]).collect()
+    /// The members of `set` whose pool would not make a checkout queue.
+    fn with_room(&self, set: Set) -> Set {
+        let mut rest = set;
+        let mut room = 0;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if self.endpoints[i].pool.has_room() {
+                room |= 1 << i;
+            }
+        }
+        room
+    }
+
+    /// The endpoints whose server may serve `attrs`.
+    fn accepting(&self, attrs: TargetSessionAttrs) -> Set {
+        let mut set = 0;
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if accepts(attrs, e) {
+                set |= 1 << i;
+            }
+        }
+        set
     }
 
     /// Which endpoints are out of rotation: their breaker is open, and,
     /// for replicas, no more than `max_ejected_share` of the replicas are
     /// out at once (past it, the first by position keep serving).
-    fn ejected(&self) -> Vec<bool> {
-        let replicas = self
-            .endpoints
-            .iter()
-            .filter(|e| e.observed.state().in_recovery)
-            .count();
-        let may_eject = (self.config.max_ejected_share * replicas as f64).floor() as usize;
-        let open_replicas = self
-            .endpoints
-            .iter()
-            .filter(|e| e.observed.state().in_recovery && e.is_ejected())
-            .count();
-        let mut keep = open_replicas.saturating_sub(may_eject);
-        self.endpoints
-            .iter()
-            .map(|e| {
-                if !e.is_ejected() {
-                    return false;
+    fn ejected(&self) -> Set {
+        let (mut open, mut open_replicas, mut replicas): (Set, Set, usize) = (0, 0, 0);
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let replica = e.observed.state().in_recovery;
+            replicas += usize::from(replica);
+            if e.is_ejected() {
+                open |= 1 << i;
+                if replica {
+                    open_replicas |= 1 << i;
                 }
-                if !e.observed.state().in_recovery {
-                    return true;
-                }
-                if keep > 0 {
-                    keep -= 1;
-                    return false;
-                }
-                true
-            })
-            .collect()
+            }
+        }
+        // The common case: every endpoint in rotation.
+        if open_replicas == 0 {
+            return open;
+        }
+        let may_eject = (self.config.max_ejected_share * replicas as f64).floor() as u32;
+        let mut keep = open_replicas.count_ones().saturating_sub(may_eject);
+        let mut out = open;
+        while keep > 0 {
+            // The first open replica by position keeps serving.
+            out &= !(1 << (open_replicas & out).trailing_zeros());
+            keep -= 1;
+        }
+        out
     }
 }
 
@@ -463,6 +483,16 @@ impl<M: Manager> ClusterBuilder<M> {
     pub async fn build(self) -> Result<Cluster<M>, BuildError<M::Error>> {
         if self.endpoints.is_empty() {
             return Err(ConfigError::new("endpoints", "the list is empty").into());
+        }
+        if self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(ConfigError::new(
+                "endpoints",
+                format!(
+                    "{} endpoints; a cluster takes at most {MAX_ENDPOINTS}",
+                    self.endpoints.len()
+                ),
+            )
+            .into());
         }
         self.config.validate()?;
         if self.config.target_session_attrs.needs_writer()

@@ -28,7 +28,8 @@ pub struct ClusterPooled<M: Manager> {
 pub(crate) struct Ticket<M: Manager> {
     pub(crate) endpoint: Arc<Endpoint<M>>,
     pub(crate) permit: Option<OwnedPermit>,
-    pub(crate) started: Instant,
+    /// When the checkout began, when its latency is sampled.
+    pub(crate) started: Option<Instant>,
     pub(crate) outcome: Outcome,
 }
 
@@ -82,7 +83,9 @@ impl<M: Manager> Drop for Ticket<M> {
         let permit = self.permit.take();
         match self.outcome {
             Outcome::Success => {
-                e.record_latency(self.started.elapsed());
+                if let Some(started) = self.started {
+                    e.record_latency(started.elapsed());
+                }
                 if let Some(p) = permit {
                     p.success();
                 }

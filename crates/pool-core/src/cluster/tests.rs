@@ -280,6 +280,15 @@ async fn bad_clusters_are_refused_at_build_naming_the_field() {
     let empty = Cluster::<Server>::builder().build().await.unwrap_err();
     assert_eq!(field(empty), "endpoints");
     let r = Server::new("r", ServerState::STANDBY);
+    let too_many = (0..65)
+        .fold(Cluster::builder(), |b, _| {
+            b.endpoint(r.clone(), Role::Replica)
+        })
+        .build()
+        .await
+        .unwrap_err();
+    assert!(too_many.to_string().contains("at most 64"), "{too_many}");
+    assert_eq!(field(too_many), "endpoints");
     let replicas_only = Cluster::builder()
         .endpoint(r.clone(), Role::Replica)
         .config(ClusterConfig {
@@ -340,6 +349,38 @@ async fn least_connections_spreads_held_checkouts() {
     assert_eq!(report[1].in_use + report[2].in_use, 6);
     drop(held);
     assert_eq!(c.endpoints()[1].in_use, 0);
+}
+
+#[tokio::test]
+async fn a_checkout_passes_over_a_full_pool_while_another_has_room() {
+    let r1 = Server::new("r1", ServerState::STANDBY);
+    let r2 = Server::new("r2", ServerState::STANDBY);
+    let c = Cluster::builder()
+        .config(quiet())
+        .pool_config(PoolConfig {
+            max_size: 2,
+            ..pool()
+        })
+        .endpoint(r1, Role::Replica)
+        .endpoint(r2, Role::Replica)
+        .build()
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(c.get(Access::Read).await.unwrap());
+    }
+    // r1 full, r2 empty: round-robin alone would queue the next checkout
+    // on r1 behind connections no one returns; it goes where there is
+    // room.
+    held.retain(|h| h.endpoint() == "r1");
+    assert_eq!(held.len(), 2);
+    for _ in 0..2 {
+        let conn = tokio::time::timeout(Duration::from_secs(5), c.get(Access::Read));
+        let conn = conn.await.expect("no checkout queues").unwrap();
+        assert_eq!(conn.endpoint(), "r2");
+        held.push(conn);
+    }
 }
 
 #[tokio::test]
