@@ -27,6 +27,25 @@ impl ThrowawayPostgres {
     /// `PATH`), or `initdb` / `pg_ctl` failing (their output is in the
     /// error).
     pub fn start() -> io::Result<Self> {
+        Self::start_with_hba(None)
+    }
+
+    /// As [`start`](Self::start), but over TCP only `postgres` is trusted:
+    /// every other role signs in with its SCRAM password, so tests can
+    /// create roles and try wrong passwords.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with_passwords() -> io::Result<Self> {
+        Self::start_with_hba(Some(
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host replication postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        ))
+    }
+
+    fn start_with_hba(hba: Option<&str>) -> io::Result<Self> {
         let pg = Self::empty()?;
         pg.run(
             "initdb",
@@ -42,6 +61,9 @@ impl ThrowawayPostgres {
             ],
         )?;
         pg.configure()?;
+        if let Some(hba) = hba {
+            std::fs::write(Path::new(&pg.data()).join("pg_hba.conf"), hba)?;
+        }
         pg.start_again()?;
         Ok(pg)
     }

@@ -14,7 +14,6 @@ use keel_pool_core::{DatabaseUrl, Manager, PgManager, Pool, PoolError};
 use sqlx::Connection;
 
 mod support;
-use support::cluster::Cluster;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -134,8 +133,10 @@ async fn too_many_connections_hands_the_waiter_a_released_connection() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_password() {
-    let cluster = Cluster::start();
-    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres", None))
+    let pg = keel_fault::ThrowawayPostgres::start_with_passwords().unwrap();
+    let as_app =
+        |password: &str| format!("postgres://app:{password}@127.0.0.1:{}/postgres", pg.port());
+    let mut admin = sqlx::PgConnection::connect(&pg.url("postgres"))
         .await
         .unwrap();
     sqlx::query("CREATE ROLE app LOGIN PASSWORD 'right-secret'")
@@ -143,7 +144,7 @@ async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_
         .await
         .unwrap();
 
-    let wrong = cluster.url("app", Some("wrong-secret"));
+    let wrong = as_app("wrong-secret");
     let pool = Pool::builder(manager(&wrong))
         .connect_timeout(Duration::from_secs(30))
         .build()
@@ -166,7 +167,7 @@ async fn a_wrong_password_fails_at_once_with_the_auth_error_and_never_shows_the_
     let stats = pool.stats();
     assert_eq!((stats.size, stats.timeouts.connect), (0, 0));
 
-    let right = Pool::builder(manager(&cluster.url("app", Some("right-secret"))))
+    let right = Pool::builder(manager(&as_app("right-secret")))
         .build()
         .await
         .unwrap();

@@ -3,7 +3,6 @@
 
 #![allow(dead_code, reason = "each test file uses part of the support module")]
 
-pub(crate) mod cluster;
 #[cfg(feature = "tower")]
 pub(crate) mod scenarios;
 
