@@ -329,8 +329,11 @@ fn demo_in_background(duration: &str) -> (std::process::Child, String) {
 #[test]
 fn the_status_page_draws_its_charts_in_a_browser() {
     let (mut demo, address) = demo_in_background("10s");
-    let profile = tempfile::tempdir().unwrap();
     let chromium = |extra: &[&str]| {
+        // A profile per run: a newer Chromium hands a run whose profile
+        // is still held by the last one to that process, and exits
+        // without doing the work.
+        let profile = tempfile::tempdir().unwrap();
         Command::new("chromium")
             .args([
                 "--headless",
