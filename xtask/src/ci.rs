@@ -12,10 +12,11 @@ const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 type Step = fn() -> Result<(), String>;
 
 pub(crate) fn run() -> Result<(), String> {
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 7] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("standalone", standalone),
+        ("features", features),
         ("test", test),
         ("doc", doc),
         ("deny", deny),
@@ -133,6 +134,50 @@ fn standalone() -> Result<(), String> {
         ]))?;
     }
     Ok(())
+}
+
+/// Every feature of every published crate, alone: users depend on one
+/// crate with the features they need, and the workspace runs above see
+/// only all of them at once (a feature that needs another it does not
+/// enable breaks only here). A warning fails it too.
+fn features() -> Result<(), String> {
+    let out = output(cargo(&["metadata", "--no-deps", "--format-version", "1"]))?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let mut broken = Vec::new();
+    for package in packages {
+        // `publish = false` reads as an empty list of registries.
+        if package["publish"].as_array().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        let name = package["name"].as_str().unwrap_or_default();
+        let features = package["features"].as_object().cloned().unwrap_or_default();
+        for feature in features.keys().filter(|f| *f != "default") {
+            let run = cargo(&[
+                "check",
+                "-q",
+                "-p",
+                name,
+                "--lib",
+                "--no-default-features",
+                "--features",
+                feature,
+            ])
+            .output()
+            .map_err(|e| format!("cargo check: {e}"))?;
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            if !run.status.success() || stderr.contains("warning") {
+                eprintln!("{name} with only `{feature}`:\n{stderr}");
+                broken.push(format!("{name}/{feature}"));
+            }
+        }
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("does not build clean alone: {}", broken.join(", ")))
+    }
 }
 
 fn test() -> Result<(), String> {

@@ -23,8 +23,9 @@ mod config;
 mod endpoint;
 mod error;
 mod pooled;
+#[cfg(feature = "tower")]
 mod service;
-#[cfg(test)]
+#[cfg(all(test, feature = "tower"))]
 mod service_tests;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,8 @@ pub use config::ClusterConfig;
 pub use endpoint::{EndpointInfo, Role};
 pub use error::ClusterError;
 pub use pooled::ClusterPooled;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use service::ClusterService;
 
 #[cfg(feature = "sqlx")]

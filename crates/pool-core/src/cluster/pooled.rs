@@ -40,6 +40,10 @@ pub(crate) enum Outcome {
     /// The server broke mid-operation or missed a deadline.
     Failure,
     /// The caller gave up before it knew (a cancelled call): no verdict.
+    #[cfg_attr(
+        not(feature = "tower"),
+        expect(dead_code, reason = "set by the cluster's tower service")
+    )]
     Unknown,
 }
 

@@ -18,6 +18,7 @@ use crate::classify::{Classify, ErrorClass, Verdict, classify_io};
 /// | MySQL / MariaDB 2006 2013 (server gone, lost connection) | transient, connection, outcome unknown |
 /// | pool acquire timeout (sqlx's; keel-pool-core's with feature `pool`) | transient, connection, no effect |
 /// | keel-pool-core's command timeout (feature `pool`), tokio's or tower's `Elapsed` | transient, other, outcome unknown |
+/// | keel-pool-core's cluster with no endpoint to serve (feature `cluster`) | transient, connection, no effect |
 /// | I/O: refused | transient, connection, no effect |
 /// | I/O: reset, aborted, broken pipe, timed out, unexpected EOF | transient, connection, outcome unknown |
 /// | everything else (constraint violations, syntax and permission errors, ...) | permanent |
@@ -142,6 +143,18 @@ impl SqlxClassifier {
         use keel_pool_core::op::CommandTimeout;
         if error.is::<CommandTimeout>() {
             return Some(Verdict::transient(ErrorClass::Other));
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = error.downcast_ref::<keel_pool_core::cluster::ClusterError<Error>>()
+        {
+            use keel_pool_core::cluster::ClusterError;
+            return match cluster {
+                // Nothing was sent: no server may serve it now (no writer
+                // mid-failover, every endpoint ejected).
+                ClusterError::NoEndpoint { .. } => Some(Verdict::no_effect(ErrorClass::Connection)),
+                // The endpoint's pool error, its source, decides.
+                _ => None,
+            };
         }
         match error.downcast_ref::<PoolError<Error>>()? {
             PoolError::Timeout { .. } => Some(Verdict::no_effect(ErrorClass::Connection)),
