@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: the checks CI runs, each reported with its time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -136,7 +136,7 @@ fn standalone() -> Result<(), String> {
     Ok(())
 }
 
-/// Every feature of every published crate, alone: users depend on one
+/// Every feature of every crate under crates/, alone: users depend on one
 /// crate with the features they need, and the workspace runs above see
 /// only all of them at once (a feature that needs another it does not
 /// enable breaks only here). A warning fails it too.
@@ -147,8 +147,14 @@ fn features() -> Result<(), String> {
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
     let mut broken = Vec::new();
     for package in packages {
-        // `publish = false` reads as an empty list of registries.
-        if package["publish"].as_array().is_some_and(Vec::is_empty) {
+        // The crates users depend on live under crates/ (not the tests,
+        // benches and chores).
+        let manifest = package["manifest_path"].as_str().unwrap_or_default();
+        if !Path::new(manifest)
+            .parent()
+            .and_then(Path::parent)
+            .is_some_and(|dir| dir.ends_with("crates"))
+        {
             continue;
         }
         let name = package["name"].as_str().unwrap_or_default();
