@@ -53,6 +53,7 @@ pub use crate::driver::ClusterUrl;
 use crate::config::{ConfigError, PoolConfig};
 use crate::error::{BuildError, Phase};
 use crate::manager::Manager;
+use crate::observer::Observer;
 use crate::pool::Pool;
 use balance::{Load, MAX_ENDPOINTS, Set};
 use endpoint::{Endpoint, Observed, Probed};
@@ -119,6 +120,8 @@ impl<M: Manager> Cluster<M> {
             config: ClusterConfig::default(),
             pool: PoolConfig::default(),
             name: "cluster".to_owned(),
+            observer: None,
+            ejection_observer: None,
         }
     }
 
@@ -445,6 +448,17 @@ pub struct ClusterBuilder<M: Manager> {
     config: ClusterConfig,
     pool: PoolConfig,
     name: String,
+    observer: Option<Arc<dyn Observer>>,
+    ejection_observer: Option<Arc<dyn keel_breaker::Observer>>,
+}
+
+/// One observer shared by every endpoint's pool.
+struct SharedObserver(Arc<dyn Observer>);
+
+impl Observer for SharedObserver {
+    fn on_event(&self, event: &crate::observer::Event<'_>) {
+        self.0.on_event(event);
+    }
 }
 
 impl<M: Manager> ClusterBuilder<M> {
@@ -464,6 +478,22 @@ impl<M: Manager> ClusterBuilder<M> {
     /// The settings of every endpoint's pool (`max_size` is per endpoint).
     pub fn pool_config(mut self, config: PoolConfig) -> Self {
         self.pool = config;
+        self
+    }
+
+    /// Sends every endpoint pool's events to `observer` (each event names
+    /// its pool, `{cluster}/{endpoint}`: keel-telemetry's `PoolMetrics`
+    /// labels by it).
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Sends every endpoint's ejection breaker's events to `observer`
+    /// (each breaker is named after its endpoint): a transition to Open
+    /// ejects the endpoint, unless `max_ejected_share` keeps it serving.
+    pub fn ejection_observer(mut self, observer: impl keel_breaker::Observer) -> Self {
+        self.ejection_observer = Some(Arc::new(observer));
         self
     }
 
@@ -525,20 +555,24 @@ impl<M: Manager> ClusterBuilder<M> {
                 changed: Arc::clone(&changed),
             };
             // Warming would fail the build on an endpoint that is down.
-            let pool = Pool::builder(probed)
+            let mut pool = Pool::builder(probed)
                 .config(PoolConfig {
                     warm: false,
                     ..self.pool.clone()
                 })
-                .name(format!("{}/{name}", self.name))
-                .build()
-                .await?;
-            let breaker = CircuitBreaker::builder(self.config.ejection.clone())
-                .name(name.to_string())
-                .build()
-                .map_err(|e| {
-                    ConfigError::new(format!("ejection.{}", e.field()), e.reason().to_owned())
-                })?;
+                .name(format!("{}/{name}", self.name));
+            if let Some(observer) = &self.observer {
+                pool = pool.observer(SharedObserver(Arc::clone(observer)));
+            }
+            let pool = pool.build().await?;
+            let mut breaker =
+                CircuitBreaker::builder(self.config.ejection.clone()).name(name.to_string());
+            if let Some(observer) = &self.ejection_observer {
+                breaker = breaker.shared_observer(Arc::clone(observer));
+            }
+            let breaker = breaker.build().map_err(|e| {
+                ConfigError::new(format!("ejection.{}", e.field()), e.reason().to_owned())
+            })?;
             endpoints.push(Arc::new(Endpoint {
                 name,
                 pool,

@@ -406,3 +406,46 @@ async fn the_background_refresh_finds_a_promotion_by_itself() {
         waited += 1;
     }
 }
+
+#[tokio::test]
+async fn observers_see_every_endpoint_pool_and_every_ejection() {
+    let p = Server::new("p", ServerState::PRIMARY);
+    let r = Server::new("r", ServerState::STANDBY);
+    let connected = Arc::new(Mutex::new(Vec::new()));
+    let ejected = Arc::new(Mutex::new(Vec::new()));
+    let (c_seen, e_seen) = (Arc::clone(&connected), Arc::clone(&ejected));
+    let c = Cluster::builder()
+        .name("orders")
+        .config(quiet())
+        .pool_config(pool())
+        .endpoint(p.clone(), Role::Primary)
+        .endpoint(r.clone(), Role::Replica)
+        .observer(move |e: &crate::observer::Event<'_>| {
+            if let crate::observer::Event::Connected { name, .. } = e {
+                c_seen.lock().unwrap().push((*name).to_owned());
+            }
+        })
+        .ejection_observer(move |e: &keel_breaker::Event<'_>| {
+            if let keel_breaker::Event::Transition { name, to, .. } = e {
+                e_seen.lock().unwrap().push(((*name).to_owned(), *to));
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    drop(c.get(Access::Write).await.unwrap());
+    drop(c.get(Access::Read).await.unwrap());
+    let mut names = connected.lock().unwrap().clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, ["orders/p", "orders/r"]);
+    // The replica goes down: its failures eject it, and the observer hears.
+    r.up.store(false, Ordering::SeqCst);
+    for _ in 0..6 {
+        drop(c.get(Access::Read).await.unwrap());
+    }
+    assert_eq!(
+        ejected.lock().unwrap().as_slice(),
+        [("r".to_owned(), keel_breaker::State::Open)]
+    );
+}
