@@ -3,6 +3,8 @@
 
 #[cfg(feature = "breaker")]
 mod breaker;
+#[cfg(feature = "cluster")]
+mod cluster;
 #[cfg(feature = "pool")]
 mod pool;
 #[cfg(feature = "session-store")]
@@ -11,6 +13,9 @@ mod session;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use breaker::{BreakerCheck, BreakerRegistryCheck};
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub use cluster::ClusterCheck;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use pool::PoolCheck;
