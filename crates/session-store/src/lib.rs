@@ -65,6 +65,9 @@ mod journal;
 mod memory;
 mod observer;
 mod population;
+#[cfg(feature = "raft")]
+#[cfg_attr(docsrs, doc(cfg(feature = "raft")))]
+pub mod raft;
 #[cfg(feature = "redis")]
 mod redis;
 mod session;
