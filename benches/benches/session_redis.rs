@@ -159,6 +159,17 @@ impl CasFloor {
     }
 }
 
+/// The CAS floor's read: a session's version and data.
+async fn read_versioned(redis: &mut ConnectionManager, key: &str) -> (Option<u64>, Vec<u8>) {
+    redis::cmd("HMGET")
+        .arg(key)
+        .arg("v")
+        .arg("d")
+        .query_async(redis)
+        .await
+        .expect("get")
+}
+
 impl Cycle for CasFloor {
     async fn cycle(&self, _task: usize) {
         let mut redis = self.0.clone();
@@ -166,22 +177,10 @@ impl Cycle for CasFloor {
         let key = format!("{PREFIX}cas:{}", s.random());
         match s.op {
             Op::Get => {
-                let _: (Option<u64>, Vec<u8>) = redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("v")
-                    .arg("d")
-                    .query_async(&mut redis)
-                    .await
-                    .expect("get");
+                read_versioned(&mut redis, &key).await;
             }
             Op::Update => {
-                let (version, _): (Option<u64>, Vec<u8>) = redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("v")
-                    .arg("d")
-                    .query_async(&mut redis)
-                    .await
-                    .expect("get");
+                let (version, _) = read_versioned(&mut redis, &key).await;
                 let _: i64 = cas
                     .key(&key)
                     .arg(version.unwrap_or(1))

@@ -69,6 +69,40 @@ pub async fn throwaway_behind_proxy() -> (
     (pg, proxy)
 }
 
+/// The URL of database `postgres` through `proxy`.
+pub fn proxied_url(proxy: &keel_fault::FaultProxy) -> String {
+    format!("postgres://postgres@{}/postgres", proxy.address())
+}
+
+/// The standard stack's settings for the server behind `proxy`, named
+/// `name`, with 8 connections.
+pub fn proxied_config(proxy: &keel_fault::FaultProxy, name: &str) -> keel::DatabaseConfig {
+    let mut config = keel::DatabaseConfig::new(proxied_url(proxy).parse().unwrap()).with_name(name);
+    config.pool.max_size = 8;
+    config
+}
+
+/// Every pool phase and every command bounded by one second, so a server
+/// gone silent is felt within seconds.
+pub fn one_second_timeouts(config: &mut keel::DatabaseConfig) {
+    let second = std::time::Duration::from_secs(1);
+    config.pool.wait_timeout = second;
+    config.pool.connect_timeout = second;
+    config.pool.validate_timeout = second;
+    config.pool.command_timeout = Some(second);
+}
+
+/// keel's PostgreSQL session store over `pool`, its table migrated.
+pub async fn pg_session_store(pool: Pool<PgManager>) -> keel_session_store::PgStore {
+    use keel_session_store::{PgStore, SqlConfig, StoreConfig};
+    let sql = SqlConfig::default();
+    PgStore::migrate(&pool, &sql).await.unwrap();
+    PgStore::builder(pool, sql, StoreConfig::default())
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -122,18 +122,10 @@ impl Tally {
     /// Waits (at most `limit`) for a call begun after the mark to succeed;
     /// returns how long after the mark it ended.
     pub async fn recovery(&self, limit: Duration) -> Option<Duration> {
-        let give_up = Instant::now() + limit;
-        loop {
-            let first = self.first_ok_after_mark_ms.load(Ordering::Relaxed);
-            if first != u64::MAX {
-                let mark = self.mark_ms.load(Ordering::Relaxed);
-                return Some(Duration::from_millis(first.saturating_sub(mark)));
-            }
-            if Instant::now() >= give_up {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let first = || self.first_ok_after_mark_ms.load(Ordering::Relaxed);
+        wait_for(limit, || first() != u64::MAX).await?;
+        let mark = self.mark_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(first().saturating_sub(mark)))
     }
 
     /// Prints this fault's row of the suite's table (`FAULT |` lines:
@@ -182,6 +174,21 @@ where
             })
         })
         .collect()
+}
+
+/// Polls `condition` every 50 ms until it holds (`Some` of how long that
+/// took) or `limit` has passed (`None`).
+pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Stops the load and waits for its tasks.

@@ -12,7 +12,7 @@ use keel::sqlx;
 use keel::{DatabaseConfig, PgDatabase};
 use keel_fault::Fault;
 use keel_tests::load::{Tally, spawn_load, stop_load};
-use keel_tests::throwaway_behind_proxy;
+use keel_tests::{one_second_timeouts, proxied_config, throwaway_behind_proxy};
 
 /// Eight tasks reading until `stop`; each call bounded by `deadline`.
 fn load(
@@ -34,13 +34,7 @@ fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_see_no_error_when_the_server_terminates_every_session() {
     let (pg, proxy) = throwaway_behind_proxy().await;
-    let mut config = DatabaseConfig::new(
-        format!("postgres://postgres@{}/postgres", proxy.address())
-            .parse()
-            .unwrap(),
-    )
-    .with_name("terminated");
-    config.pool.max_size = 8;
+    let config = proxied_config(&proxy, "terminated");
     let db = PgDatabase::connect(config).await.unwrap();
     // The killer goes straight to the server, not through the stack.
     let admin = PgDatabase::connect(
@@ -87,17 +81,8 @@ async fn reads_see_no_error_when_the_server_terminates_every_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_hole_mid_query_ends_every_call_in_time_and_service_resumes() {
     let (_pg, proxy) = throwaway_behind_proxy().await;
-    let mut config = DatabaseConfig::new(
-        format!("postgres://postgres@{}/postgres", proxy.address())
-            .parse()
-            .unwrap(),
-    )
-    .with_name("blackhole");
-    config.pool.max_size = 8;
-    config.pool.wait_timeout = Duration::from_secs(1);
-    config.pool.connect_timeout = Duration::from_secs(1);
-    config.pool.validate_timeout = Duration::from_secs(1);
-    config.pool.command_timeout = Some(Duration::from_secs(1));
+    let mut config = proxied_config(&proxy, "blackhole");
+    one_second_timeouts(&mut config);
     let db = PgDatabase::connect(config).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Tally::new();

@@ -8,17 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use keel::PgDatabase;
 use keel::sqlx;
-use keel::{DatabaseConfig, PgDatabase};
 use keel_tests::load::{Tally, spawn_load, stop_load};
-use keel_tests::throwaway_behind_proxy;
+use keel_tests::{proxied_config, throwaway_behind_proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_under_load_is_survived_and_service_returns() {
     let (pg, proxy) = throwaway_behind_proxy().await;
-    let url = format!("postgres://postgres@{}/postgres", proxy.address());
-    let mut config = DatabaseConfig::new(url.parse().unwrap()).with_name("restart");
-    config.pool.max_size = 8;
+    let mut config = proxied_config(&proxy, "restart");
     config.pool.wait_timeout = Duration::from_secs(2);
     config.pool.connect_timeout = Duration::from_secs(2);
     let db = PgDatabase::connect(config).await.unwrap();

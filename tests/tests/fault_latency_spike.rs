@@ -12,15 +12,13 @@ use keel::breaker::State;
 use keel::sqlx;
 use keel::{DatabaseConfig, PgDatabase};
 use keel_fault::Fault;
-use keel_tests::load::{Tally, spawn_load, stop_load};
-use keel_tests::throwaway_behind_proxy;
+use keel_tests::load::{Tally, spawn_load, stop_load, wait_for};
+use keel_tests::{proxied_config, throwaway_behind_proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_calls_trip_the_breaker_and_it_closes_when_latency_is_gone() {
     let (_pg, proxy) = throwaway_behind_proxy().await;
-    let url = format!("postgres://postgres@{}/postgres", proxy.address());
-    let mut config = DatabaseConfig::new(url.parse().unwrap()).with_name("spike");
-    config.pool.max_size = 8;
+    let mut config = proxied_config(&proxy, "spike");
     // Half the calls of the last 2 s slower than 250 ms is a sick server.
     // (Over the default 10 s window the fast calls from before the spike
     // outnumber the slow ones until they leave it: a spike is seen after
@@ -51,15 +49,11 @@ async fn slow_calls_trip_the_breaker_and_it_closes_when_latency_is_gone() {
     proxy.set(Fault::None);
     tally.mark();
     let recovery = tally.recovery(Duration::from_secs(30)).await;
-    // Closed again (bounded wait).
-    let mut closed = false;
-    for _ in 0..300 {
-        if db.breaker_info().state == State::Closed {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let closed = wait_for(Duration::from_secs(15), || {
+        db.breaker_info().state == State::Closed
+    })
+    .await
+    .is_some();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_load(&stop, tasks).await;
     tally.report(

@@ -13,7 +13,7 @@ use keel_fault::ThrowawayPostgres;
 use keel_pool_core::cluster::{Cluster, ClusterUrl, EndpointInfo};
 use keel_pool_core::{PgManager, PoolConfig, op, sqlx};
 use keel_retry::{Retrier, RetryLayer, RetryPolicy, SqlxClassifier};
-use keel_tests::load::{Tally, spawn_load, stop_load};
+use keel_tests::load::{Tally, spawn_load, stop_load, wait_for};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer as _, ServiceExt as _};
 
@@ -110,14 +110,10 @@ async fn a_lost_replica_is_ejected_reads_go_on_and_it_is_readmitted_when_back() 
     tally.mark();
     let served_at_return = on_lost.load(Ordering::Relaxed);
     // Re-admitted: it serves reads again (bounded wait).
-    let mut readmitted = None;
-    for waited in 0..300 {
-        if on_lost.load(Ordering::Relaxed) > served_at_return {
-            readmitted = Some(Duration::from_millis(waited * 50));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let readmitted = wait_for(Duration::from_secs(15), || {
+        on_lost.load(Ordering::Relaxed) > served_at_return
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_load(&stop, tasks).await;
     let after = endpoint_on(&c.endpoints(), lost.port());

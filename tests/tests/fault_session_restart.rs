@@ -14,10 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_pool_core::{PgManager, Pool};
-use keel_session_store::{
-    Data, NewSession, PgStore, SessionId, SessionStore, SqlConfig, StoreConfig, StoreError,
-};
-use keel_tests::throwaway_behind_proxy;
+use keel_session_store::{Data, NewSession, PgStore, SessionId, SessionStore, StoreError};
+use keel_tests::{pg_session_store, proxied_url, throwaway_behind_proxy};
 
 #[derive(Default)]
 struct Tally {
@@ -84,8 +82,7 @@ async fn work(store: PgStore, stop: Arc<AtomicBool>, tally: Arc<Tally>, start: I
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_store_survives_a_restart_and_loses_no_acknowledged_write() {
     let (pg, proxy) = throwaway_behind_proxy().await;
-    let url = format!("postgres://postgres@{}/postgres", proxy.address());
-    let manager = PgManager::from_url(&url.parse().unwrap()).unwrap();
+    let manager = PgManager::from_url(&proxied_url(&proxy).parse().unwrap()).unwrap();
     let pool = Pool::builder(manager)
         .max_size(8)
         .connect_timeout(Duration::from_secs(2))
@@ -93,12 +90,7 @@ async fn the_session_store_survives_a_restart_and_loses_no_acknowledged_write() 
         .build()
         .await
         .unwrap();
-    let sql = SqlConfig::default();
-    PgStore::migrate(&pool, &sql).await.unwrap();
-    let store = PgStore::builder(pool, sql, StoreConfig::default())
-        .build()
-        .await
-        .unwrap();
+    let store = pg_session_store(pool).await;
 
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));

@@ -14,8 +14,8 @@ use keel::breaker::State;
 use keel::sqlx;
 use keel::{DatabaseConfig, PgDatabase};
 use keel_fault::Fault;
-use keel_tests::load::{Tally, rss_kib, spawn_load, stop_load};
-use keel_tests::throwaway_behind_proxy;
+use keel_tests::load::{Tally, rss_kib, spawn_load, stop_load, wait_for};
+use keel_tests::{one_second_timeouts, proxied_config, throwaway_behind_proxy};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
@@ -54,13 +54,8 @@ async fn mixed_load_under_random_faults_keeps_every_invariant() {
     let seed = env_u64("KEEL_SOAK_SEED").unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     let (pg, proxy) = throwaway_behind_proxy().await;
-    let url = format!("postgres://postgres@{}/postgres", proxy.address());
-    let mut config = DatabaseConfig::new(url.parse().unwrap()).with_name("soak");
-    config.pool.max_size = 8;
-    config.pool.wait_timeout = Duration::from_secs(1);
-    config.pool.connect_timeout = Duration::from_secs(1);
-    config.pool.validate_timeout = Duration::from_secs(1);
-    config.pool.command_timeout = Some(Duration::from_secs(1));
+    let mut config = proxied_config(&proxy, "soak");
+    one_second_timeouts(&mut config);
     let db = PgDatabase::connect(config).await.unwrap();
     db.execute(|| sqlx::query("CREATE TABLE soak (id bigint PRIMARY KEY)"))
         .await
@@ -96,14 +91,11 @@ async fn mixed_load_under_random_faults_keeps_every_invariant() {
     }
     tally.mark();
     let recovery = tally.recovery(Duration::from_secs(30)).await;
-    let mut closed = false;
-    for _ in 0..600 {
-        if db.breaker_info().state == State::Closed {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let closed = wait_for(Duration::from_secs(30), || {
+        db.breaker_info().state == State::Closed
+    })
+    .await
+    .is_some();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_load(&stop, tasks).await;
     let rss_end = rss_kib();

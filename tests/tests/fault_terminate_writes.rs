@@ -16,7 +16,7 @@ use keel_retry::{
     GaveUp, GaveUpError, Idempotency, Retrier, RetryLayer, RetryPolicy, SqlxClassifier,
 };
 use keel_tests::load::{Tally, spawn_load, stop_load};
-use keel_tests::throwaway_behind_proxy;
+use keel_tests::{proxied_url, throwaway_behind_proxy};
 use tower::{BoxError, Layer as _, ServiceExt as _};
 
 /// How one insert ended.
@@ -42,9 +42,7 @@ fn ended(result: &Result<sqlx::postgres::PgQueryResult, BoxError>) -> Ended {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_idempotent_writes_say_outcome_unknown_only_where_it_is() {
     let (pg, proxy) = throwaway_behind_proxy().await;
-    let url: DatabaseUrl = format!("postgres://postgres@{}/postgres", proxy.address())
-        .parse()
-        .unwrap();
+    let url: DatabaseUrl = proxied_url(&proxy).parse().unwrap();
     let pool = Pool::builder(PgManager::from_url(&url).unwrap())
         .max_size(8)
         .build()

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use keel_fault::linearizability::{Input, Output, Recorder, check_keyed};
 use keel_pool_core::{PgManager, Pool};
 use keel_session_store::{
-    Data, MemoryStore, NewSession, PgStore, SessionId, SessionStore, SqlConfig, StoreConfig,
-    StoreError,
+    Data, MemoryStore, NewSession, SessionId, SessionStore, StoreConfig, StoreError,
 };
-use keel_tests::POSTGRES_URL;
+use keel_tests::{POSTGRES_URL, pg_session_store};
 
 /// The register: a session's version and the number its data holds.
 type Value = (u64, u64);
@@ -110,11 +109,6 @@ async fn the_postgres_stores_version_check_is_linearizable() {
         .build()
         .await
         .unwrap();
-    let sql = SqlConfig::default();
-    PgStore::migrate(&pool, &sql).await.unwrap();
-    let store = PgStore::builder(pool, sql, StoreConfig::default())
-        .build()
-        .await
-        .unwrap();
+    let store = pg_session_store(pool).await;
     assert_linearizable(&history(store, 150).await);
 }

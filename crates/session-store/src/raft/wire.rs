@@ -278,7 +278,7 @@ impl PeerStream {
             let (mut reader, mut writer) = stream.into_split();
             let mut client = [0; HELLO];
             read_all(&mut reader, &mut client).await?;
-            parse_hello(&client)?;
+            let (client_id, _) = parse_hello(&client)?;
             let server_nonce = nonce()?;
             let t = transcript(&client, config.node_id, &server_nonce);
             let mut reply = Vec::with_capacity(HELLO + MAC);
@@ -298,7 +298,6 @@ impl PeerStream {
                 .mac(b"client", &t)
                 .verify_slice(&proof)
                 .map_err(|_| WireError::WrongSecret)?;
-            let (client_id, _) = parse_hello(&client)?;
             Ok(Self::ready(client_id, peer, reader, writer, config, &t))
         })
         .await

@@ -11,17 +11,16 @@ use crate::journal::Journal;
 use crate::store::{SessionExport, SessionJournal, SessionStore};
 
 impl RedisStore {
-    /// Every key of the store's sessions (`{prefix}s:*`), by SCAN.
-    async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
+    /// Every key matching `pattern`, by SCAN (1000 at a time).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         let mut redis = self.inner.redis.clone();
-        let pattern = format!("{}s:*", self.inner.prefix);
         let mut cursor = 0u64;
         let mut keys = Vec::new();
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut redis)
@@ -33,6 +32,11 @@ impl RedisStore {
                 return Ok(keys);
             }
         }
+    }
+
+    /// Every key of the store's sessions (`{prefix}s:*`).
+    async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.scan(&format!("{}s:*", self.inner.prefix)).await
     }
 }
 
@@ -79,31 +83,15 @@ impl SessionExport for RedisStore {
         let inner = &*self.inner;
         let dumps = backup::admit(dumps, &inner.config, inner.now())?;
         let mut redis = inner.redis.clone();
-        let mut cursor = 0u64;
-        let pattern = format!("{}*", inner.prefix);
         let epoch_key = inner.epoch_key();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
+        let mut keys = self.scan(&format!("{}*", inner.prefix)).await?;
+        keys.retain(|k| *k != epoch_key);
+        for batch in keys.chunks(1000) {
+            let _: Value = redis::cmd("DEL")
+                .arg(batch)
                 .query_async(&mut redis)
                 .await
                 .map_err(backend)?;
-            let keys: Vec<&String> = keys.iter().filter(|k| **k != epoch_key).collect();
-            if !keys.is_empty() {
-                let _: Value = redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async(&mut redis)
-                    .await
-                    .map_err(backend)?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
         }
         let now = inner.now();
         for dump in &dumps {
