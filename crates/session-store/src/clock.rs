@@ -19,6 +19,14 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+/// A shared clock is a clock (one [`ManualClock`] can drive several stores,
+/// or every node of an in-process raft cluster).
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_millis(&self) -> u64 {
+        (**self).now_millis()
+    }
+}
+
 impl Clock for SystemClock {
     fn now_millis(&self) -> u64 {
         since_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

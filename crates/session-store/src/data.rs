@@ -204,9 +204,14 @@ impl fmt::Debug for Data {
     }
 }
 
-/// Embedded as the object itself in JSON (not as a string).
+/// Embedded as the object itself in JSON (not as a string); in a binary
+/// format (one that is not human-readable, as the raft wire's), as its
+/// JSON text.
 impl Serialize for Data {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            return serializer.serialize_str(self.as_json());
+        }
         match &self.0 {
             Some(raw) => raw.serialize(serializer),
             None => serializer.serialize_map(Some(0))?.end(),
@@ -214,9 +219,14 @@ impl Serialize for Data {
     }
 }
 
-/// Reads back what [`Serialize`] wrote; through serde_json only.
+/// Reads back what [`Serialize`] wrote: through serde_json, or a binary
+/// format (the text is checked to be a JSON object either way).
 impl<'de> Deserialize<'de> for Data {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            return Self::from_json(text).map_err(de::Error::custom);
+        }
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         check_object(&raw).map_err(de::Error::custom)?;
         Ok(Self(Some(raw)))

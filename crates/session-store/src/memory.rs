@@ -238,6 +238,25 @@ impl StoreBuilder<()> {
     /// # Errors
     /// [`StoreError::Config`] naming the bad field.
     pub fn build(self) -> Result<MemoryStore, StoreError> {
+        let store = self.build_unswept()?;
+        let inner = &store.inner;
+        inner.sweeper.start(
+            Arc::downgrade(inner),
+            inner.config.cleanup_interval,
+            |inner| {
+                sweep(inner, inner.clock.now_millis());
+            },
+        )?;
+        Ok(store)
+    }
+
+    /// The store without its background sweep: for a replicated state
+    /// machine, where only the leader decides when sessions expire.
+    #[cfg_attr(
+        not(feature = "raft"),
+        allow(dead_code, reason = "only the raft state machine sweeps by itself")
+    )]
+    pub(crate) fn build_unswept(self) -> Result<MemoryStore, StoreError> {
         let events = self.events();
         let StoreBuilder { config, clock, .. } = self;
         config.validate()?;
@@ -249,13 +268,6 @@ impl StoreBuilder<()> {
             events,
             sweeper: Sweeper::default(),
         });
-        inner.sweeper.start(
-            Arc::downgrade(&inner),
-            inner.config.cleanup_interval,
-            |inner| {
-                sweep(inner, inner.clock.now_millis());
-            },
-        )?;
         Ok(MemoryStore { inner })
     }
 }
@@ -317,9 +329,9 @@ impl MemoryStore {
     fn journaled<T>(
         &self,
         id: &SessionId,
+        now: u64,
         change: impl FnOnce(&mut Journal, u64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let now = self.now();
         let mut shard = self.write(id);
         self.live(&mut shard, id, now)?;
         change(shard.journals.entry(*id).or_default(), now)
@@ -348,53 +360,53 @@ fn sweep(inner: &Inner, now: u64) -> usize {
     removed
 }
 
-impl SessionStore for MemoryStore {
-    async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
-        self.inner.config.check_size(&new.data)?;
+/// The writes at a given time, for the trait's methods (at the clock's
+/// time) and for a replicated state machine (at the time the leader
+/// stamped on the entry, so every replica decides alike).
+impl MemoryStore {
+    /// Checks `data`'s size and reserves room for one more session,
+    /// sweeping what expired at `now` when the store is full.
+    pub(crate) fn admit(&self, data: &Data, now: u64) -> Result<(), StoreError> {
+        self.inner.config.check_size(data)?;
         self.inner
             .count
-            .reserve(self.inner.config.max_sessions, || self.sweep_all())?;
-        let now = self.now();
-        let mut session = Session::create(
-            new,
-            SessionId::from_bytes([0; 16]),
-            now,
-            self.inner.config.default_ttl,
-        );
-        loop {
-            session.id = match SessionId::random() {
-                Ok(id) => id,
-                Err(e) => {
-                    self.inner.count.remove(1);
-                    return Err(e);
-                }
-            };
-            let mut shard = self.write(&session.id);
-            if !shard.sessions.contains_key(&session.id) {
-                let session = Arc::new(session);
-                shard.put(Arc::clone(&session));
-                drop(shard);
-                self.inner.events.emit(|name| Event::Created { name });
-                return Ok(session);
-            }
+            .reserve(self.inner.config.max_sessions, || sweep(&self.inner, now))
+    }
+
+    /// Stores `session` under its id, with room reserved by
+    /// [`admit`](Self::admit); hands it back when the id is taken (the
+    /// reservation stays for the caller's next try or release).
+    pub(crate) fn insert_absent(&self, session: Session) -> Result<Arc<Session>, Session> {
+        let mut shard = self.write(&session.id);
+        if shard.sessions.contains_key(&session.id) {
+            return Err(session);
         }
+        let session = Arc::new(session);
+        shard.put(Arc::clone(&session));
+        drop(shard);
+        self.inner.events.emit(|name| Event::Created { name });
+        Ok(session)
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        let now = self.now();
-        let shard = self.read(id);
-        Ok(shard.get(id).filter(|s| !s.is_expired(now)).cloned())
+    /// Gives back a reservation [`admit`](Self::admit) made.
+    #[cfg_attr(
+        not(feature = "raft"),
+        allow(dead_code, reason = "only the raft state machine gives ids back")
+    )]
+    pub(crate) fn release(&self) {
+        self.inner.count.remove(1);
     }
 
-    async fn update_with_ttl(
+    /// [`SessionStore::update_with_ttl`] at time `now`.
+    pub(crate) fn update_at(
         &self,
         id: &SessionId,
         expected_version: u64,
         data: Data,
         ttl: Option<Duration>,
+        now: u64,
     ) -> Result<Arc<Session>, StoreError> {
         self.inner.config.check_size(&data)?;
-        let now = self.now();
         let mut shard = self.write(id);
         // One lookup: the index beside the slot, borrowed apart from it.
         let Shard {
@@ -433,8 +445,8 @@ impl SessionStore for MemoryStore {
         Ok(session)
     }
 
-    async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
-        let now = self.now();
+    /// [`SessionStore::touch`] at time `now`.
+    pub(crate) fn touch_at(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, StoreError> {
         let mut shard = self.write(id);
         let slot = self.live(&mut shard, id, now)?;
         // Expiry only moves later, so the index entry stays (see `Slot`).
@@ -447,13 +459,98 @@ impl SessionStore for MemoryStore {
         Ok(Arc::clone(&slot.session))
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+    /// [`SessionStore::delete`], without waiting.
+    pub(crate) fn delete_now(&self, id: &SessionId) -> Result<bool, StoreError> {
         let removed = self.write(id).remove(id).is_some();
         if removed {
             self.inner.count.remove(1);
             self.inner.events.emit(|name| Event::Deleted { name });
         }
         Ok(removed)
+    }
+
+    /// Removes every session expired at `now`; returns how many.
+    #[cfg_attr(
+        not(feature = "raft"),
+        allow(
+            dead_code,
+            reason = "only the raft state machine sweeps at a given time"
+        )
+    )]
+    pub(crate) fn sweep_at(&self, now: u64) -> usize {
+        sweep(&self.inner, now)
+    }
+
+    /// [`SessionJournal::journal_append`] at time `now`.
+    pub(crate) fn journal_append_at(
+        &self,
+        id: &SessionId,
+        entry: JournalEntry,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let limit = self.inner.config.max_journal_records;
+        self.journaled(id, now, |journal, now| journal.append(entry, now, limit))
+    }
+
+    /// [`SessionJournal::journal_mark`] at time `now`.
+    pub(crate) fn journal_mark_at(
+        &self,
+        id: &SessionId,
+        seq: u64,
+        status: JournalStatus,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.journaled(id, now, |journal, _| journal.mark(seq, status))
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
+        let now = self.now();
+        self.admit(&new.data, now)?;
+        let mut session = Session::create(
+            new,
+            SessionId::from_bytes([0; 16]),
+            now,
+            self.inner.config.default_ttl,
+        );
+        loop {
+            session.id = match SessionId::random() {
+                Ok(id) => id,
+                Err(e) => {
+                    self.inner.count.remove(1);
+                    return Err(e);
+                }
+            };
+            match self.insert_absent(session) {
+                Ok(session) => return Ok(session),
+                Err(taken) => session = taken,
+            }
+        }
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let now = self.now();
+        let shard = self.read(id);
+        Ok(shard.get(id).filter(|s| !s.is_expired(now)).cloned())
+    }
+
+    async fn update_with_ttl(
+        &self,
+        id: &SessionId,
+        expected_version: u64,
+        data: Data,
+        ttl: Option<Duration>,
+    ) -> Result<Arc<Session>, StoreError> {
+        self.update_at(id, expected_version, data, ttl, self.now())
+    }
+
+    async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
+        self.touch_at(id, self.now())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.delete_now(id)
     }
 
     async fn len(&self) -> Result<usize, StoreError> {
@@ -488,8 +585,7 @@ impl ExpiredCleanup for MemoryStore {
 
 impl SessionJournal for MemoryStore {
     async fn journal_append(&self, id: &SessionId, entry: JournalEntry) -> Result<u64, StoreError> {
-        let limit = self.inner.config.max_journal_records;
-        self.journaled(id, |journal, now| journal.append(entry, now, limit))
+        self.journal_append_at(id, entry, self.now())
     }
 
     async fn journal_mark(
@@ -498,7 +594,7 @@ impl SessionJournal for MemoryStore {
         seq: u64,
         status: JournalStatus,
     ) -> Result<(), StoreError> {
-        self.journaled(id, |journal, _| journal.mark(seq, status))
+        self.journal_mark_at(id, seq, status, self.now())
     }
 
     async fn journal(&self, id: &SessionId) -> Result<Vec<JournalRecord>, StoreError> {
@@ -517,7 +613,17 @@ impl SessionJournal for MemoryStore {
 
 impl SessionExport for MemoryStore {
     async fn export(&self) -> Result<Vec<SessionDump>, StoreError> {
-        let now = self.now();
+        Ok(self.export_at(self.now()))
+    }
+
+    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
+        self.import_at(dumps, self.now())
+    }
+}
+
+impl MemoryStore {
+    /// [`SessionExport::export`] at time `now`.
+    pub(crate) fn export_at(&self, now: u64) -> Vec<SessionDump> {
         let mut dumps = Vec::with_capacity(self.inner.count.get());
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
@@ -531,11 +637,12 @@ impl SessionExport for MemoryStore {
                     }),
             );
         }
-        Ok(dumps)
+        dumps
     }
 
-    async fn import(&self, dumps: Vec<SessionDump>) -> Result<usize, StoreError> {
-        let dumps = backup::admit(dumps, &self.inner.config, self.now())?;
+    /// [`SessionExport::import`] at time `now`.
+    pub(crate) fn import_at(&self, dumps: Vec<SessionDump>, now: u64) -> Result<usize, StoreError> {
+        let dumps = backup::admit(dumps, &self.inner.config, now)?;
         // Every shard locked at once (in order), so no reader sees a mix.
         let mut shards: Vec<_> = self
             .inner

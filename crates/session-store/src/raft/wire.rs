@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::Zeroizing;
@@ -171,17 +171,50 @@ pub enum WireError {
     },
 }
 
-/// An authenticated connection to one peer.
+/// An authenticated connection to one peer: a [`FrameReader`] and a
+/// [`FrameWriter`], used together or split apart (one task reading while
+/// another writes).
 #[derive(Debug)]
 pub struct PeerStream {
     peer_id: u64,
     peer_addr: SocketAddr,
-    reader: OwnedReadHalf,
+    reader: FrameReader,
+    writer: FrameWriter,
+}
+
+/// The receiving half of a [`PeerStream`].
+pub struct FrameReader {
+    reader: BufReader<OwnedReadHalf>,
+    key: Zeroizing<Vec<u8>>,
+    received: u64,
+    max_frame: u32,
+}
+
+/// The sending half of a [`PeerStream`]. Frames queued with
+/// [`queue`](Self::queue) leave together on [`flush`](Self::flush): one
+/// write for a burst of replies.
+pub struct FrameWriter {
     writer: OwnedWriteHalf,
     key: Zeroizing<Vec<u8>>,
     sent: u64,
-    received: u64,
     max_frame: u32,
+    pending: Vec<u8>,
+}
+
+impl fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for FrameWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameWriter")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
 }
 
 fn nonce() -> io::Result<[u8; NONCE]> {
@@ -219,7 +252,7 @@ fn transcript(client: &[u8; HELLO], server_id: u64, server_nonce: &[u8; NONCE]) 
 }
 
 /// Reads exactly `buf`, telling a peer that hung up from other failures.
-async fn read_all(reader: &mut OwnedReadHalf, buf: &mut [u8]) -> Result<(), WireError> {
+async fn read_all(reader: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> Result<(), WireError> {
     match reader.read_exact(buf).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
@@ -321,15 +354,23 @@ impl PeerStream {
             .mac(b"frames", transcript)
             .finalize()
             .into_bytes();
+        let key = Zeroizing::new(key.to_vec());
         Self {
             peer_id,
             peer_addr,
-            reader,
-            writer,
-            key: Zeroizing::new(key.to_vec()),
-            sent: 0,
-            received: 0,
-            max_frame: config.max_frame,
+            reader: FrameReader {
+                reader: BufReader::with_capacity(64 << 10, reader),
+                key: key.clone(),
+                received: 0,
+                max_frame: config.max_frame,
+            },
+            writer: FrameWriter {
+                writer,
+                key,
+                sent: 0,
+                max_frame: config.max_frame,
+                pending: Vec::new(),
+            },
         }
     }
 
@@ -343,15 +384,75 @@ impl PeerStream {
         self.peer_addr
     }
 
-    fn tag(&self, sequence: u64, payload: &[u8]) -> [u8; TAG] {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(&sequence.to_be_bytes());
-        mac.update(&(payload.len() as u64).to_be_bytes());
-        mac.update(payload);
-        let mut tag = [0; TAG];
-        tag.copy_from_slice(&mac.finalize().into_bytes()[..TAG]);
-        tag
+    /// Splits the stream into its halves.
+    pub fn into_split(self) -> (FrameReader, FrameWriter) {
+        (self.reader, self.writer)
+    }
+
+    /// Sends one frame.
+    ///
+    /// # Errors
+    /// As [`FrameWriter::send`].
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), WireError> {
+        self.writer.send(payload).await
+    }
+
+    /// Receives one frame; `None` when the peer closed between frames.
+    ///
+    /// # Errors
+    /// As [`FrameReader::recv`].
+    pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        self.reader.recv().await
+    }
+}
+
+/// The tag of frame `sequence`: HMAC(key, sequence | length | payload), cut.
+fn tag(key: &[u8], sequence: u64, payload: &[u8]) -> [u8; TAG] {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(&sequence.to_be_bytes());
+    mac.update(&(payload.len() as u64).to_be_bytes());
+    mac.update(payload);
+    let mut out = [0; TAG];
+    out.copy_from_slice(&mac.finalize().into_bytes()[..TAG]);
+    out
+}
+
+impl FrameWriter {
+    /// Queues one frame, to leave on the next [`flush`](Self::flush).
+    ///
+    /// # Errors
+    /// [`WireError::TooLarge`] for a payload past this side's limit
+    /// (nothing is queued).
+    pub fn queue(&mut self, payload: &[u8]) -> Result<(), WireError> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|len| *len <= self.max_frame)
+            .ok_or(WireError::TooLarge {
+                len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                max: self.max_frame,
+            })?;
+        let tag = tag(&self.key, self.sent, payload);
+        self.sent += 1;
+        self.pending.reserve(4 + payload.len() + TAG);
+        self.pending.extend_from_slice(&len.to_be_bytes());
+        self.pending.extend_from_slice(payload);
+        self.pending.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Writes every queued frame.
+    ///
+    /// # Errors
+    /// I/O errors; the stream is not to be used again.
+    pub async fn flush(&mut self) -> Result<(), WireError> {
+        if !self.pending.is_empty() {
+            self.writer.write_all(&self.pending).await?;
+            self.pending.clear();
+            // A snapshot chunk's buffer is not kept for the heartbeats after it.
+            self.pending.shrink_to(64 << 10);
+        }
+        Ok(())
     }
 
     /// Sends one frame.
@@ -360,23 +461,12 @@ impl PeerStream {
     /// [`WireError::TooLarge`] for a payload past this side's limit; I/O
     /// errors.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), WireError> {
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|len| *len <= self.max_frame)
-            .ok_or(WireError::TooLarge {
-                len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-                max: self.max_frame,
-            })?;
-        let tag = self.tag(self.sent, payload);
-        self.sent += 1;
-        let mut frame = Vec::with_capacity(4 + payload.len() + TAG);
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(payload);
-        frame.extend_from_slice(&tag);
-        self.writer.write_all(&frame).await?;
-        Ok(())
+        self.queue(payload)?;
+        self.flush().await
     }
+}
 
+impl FrameReader {
     /// Receives one frame; `None` when the peer closed between frames.
     ///
     /// # Errors
@@ -398,11 +488,11 @@ impl PeerStream {
         }
         let mut payload = vec![0; len as usize];
         read_all(&mut self.reader, &mut payload).await?;
-        let mut tag = [0; TAG];
-        read_all(&mut self.reader, &mut tag).await?;
-        let expected = self.tag(self.received, &payload);
+        let mut got = [0; TAG];
+        read_all(&mut self.reader, &mut got).await?;
+        let expected = tag(&self.key, self.received, &payload);
         // Constant time: a forger learns nothing from how long it took.
-        if !constant_time_eq(&expected, &tag) {
+        if !constant_time_eq(&expected, &got) {
             return Err(WireError::BadTag);
         }
         self.received += 1;

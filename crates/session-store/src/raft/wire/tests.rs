@@ -120,11 +120,12 @@ async fn a_truncated_frame_is_an_error_not_a_hang() {
     // A header announcing 100 bytes, 10 of them, then the end.
     client
         .writer
+        .writer
         .write_all(&100_u32.to_be_bytes())
         .await
         .unwrap();
-    client.writer.write_all(&[0; 10]).await.unwrap();
-    client.writer.shutdown().await.unwrap();
+    client.writer.writer.write_all(&[0; 10]).await.unwrap();
+    client.writer.writer.shutdown().await.unwrap();
     assert!(matches!(server.recv().await, Err(WireError::Truncated)));
 }
 
@@ -133,23 +134,23 @@ async fn an_altered_or_replayed_frame_fails_its_check() {
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, mut client) = (server.unwrap(), client.unwrap());
     // A frame with one payload byte flipped after it was tagged.
-    let tag = client.tag(client.sent, b"vote for 2");
-    client.sent += 1;
+    let tagged = tag(&client.writer.key, client.writer.sent, b"vote for 2");
+    client.writer.sent += 1;
     let mut frame = 10_u32.to_be_bytes().to_vec();
     frame.extend_from_slice(b"vote for 3");
-    frame.extend_from_slice(&tag);
-    client.writer.write_all(&frame).await.unwrap();
+    frame.extend_from_slice(&tagged);
+    client.writer.writer.write_all(&frame).await.unwrap();
     assert!(matches!(server.recv().await, Err(WireError::BadTag)));
 
     // A frame sent again verbatim: its number is past.
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, mut client) = (server.unwrap(), client.unwrap());
-    let tag = client.tag(0, b"append");
+    let tagged = tag(&client.writer.key, 0, b"append");
     let mut frame = 6_u32.to_be_bytes().to_vec();
     frame.extend_from_slice(b"append");
-    frame.extend_from_slice(&tag);
-    client.writer.write_all(&frame).await.unwrap();
-    client.writer.write_all(&frame).await.unwrap();
+    frame.extend_from_slice(&tagged);
+    client.writer.writer.write_all(&frame).await.unwrap();
+    client.writer.writer.write_all(&frame).await.unwrap();
     assert_eq!(server.recv().await.unwrap().unwrap(), b"append");
     assert!(matches!(server.recv().await, Err(WireError::BadTag)));
 }
