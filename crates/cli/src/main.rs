@@ -6,6 +6,7 @@ mod config_cmd;
 mod demo;
 mod fail;
 mod monitor;
+mod session_node;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Check or show a configuration (file plus DATABASE_* environment).
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run a node of a replicated (raft) session store, or manage a cluster
+    /// of them (init, add-learner, promote, remove, status).
+    SessionNode(session_node::SessionNodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Monitor(args) => monitor::run(args),
         Command::Config(command) => config_cmd::run(command),
+        Command::SessionNode(args) => session_node::run(args),
     };
     match result {
         Ok(code) => code,

@@ -346,7 +346,7 @@ impl RaftSessionStore {
             .map_err(|e| StoreError::Backend(e.into()))?;
         match caller
             .call(
-                &Request::Admin(Admin::Status),
+                &Request::Admin(Admin::LocalStatus),
                 self.inner.config.request_timeout,
             )
             .await
@@ -362,7 +362,7 @@ impl RaftSessionStore {
 
     async fn admin(&self, admin: Admin) -> Result<Status, StoreError> {
         let retrier = match admin {
-            Admin::Status => &self.inner.reads,
+            Admin::Status | Admin::LocalStatus => &self.inner.reads,
             _ => &self.inner.writes,
         };
         let request = Arc::new(Request::Admin(admin));

@@ -449,10 +449,26 @@ fn status(inner: &Inner) -> Status {
     }
 }
 
+/// The redirect to the leader `current` knows of.
+fn leader_of(current: &Status) -> Bounce {
+    Bounce::NotLeader {
+        leader: current
+            .leader
+            .and_then(|l| current.voters.get(&l).map(|addr| (l, addr.clone()))),
+    }
+}
+
 async fn manage(inner: &Inner, admin: Admin) -> Result<Status, Bounce> {
     let raft = &inner.raft;
     match admin {
-        Admin::Status => return Ok(status(inner)),
+        Admin::LocalStatus => return Ok(status(inner)),
+        Admin::Status => {
+            let current = status(inner);
+            if current.leader == Some(inner.id) {
+                return Ok(current);
+            }
+            return Err(leader_of(&current));
+        }
         Admin::Init(members) => {
             let nodes: BTreeMap<NodeId, BasicNode> = members
                 .into_iter()
@@ -470,11 +486,7 @@ async fn manage(inner: &Inner, admin: Admin) -> Result<Status, Bounce> {
         Admin::Promote { id, max_lag } => {
             let current = status(inner);
             if current.leader != Some(inner.id) {
-                return Err(Bounce::NotLeader {
-                    leader: current
-                        .leader
-                        .map(|l| (l, current.voters.get(&l).cloned().unwrap_or_default())),
-                });
+                return Err(leader_of(&current));
             }
             match current.lag.get(&id) {
                 None => {

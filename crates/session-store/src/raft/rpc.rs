@@ -56,8 +56,10 @@ pub(crate) enum Admin {
     Promote { id: NodeId, max_lag: u64 },
     /// Take a node out of the cluster.
     Remove { id: NodeId },
-    /// Who leads, and how far each member is.
+    /// The leader's view: who leads, and how far each member is.
     Status,
+    /// The view of the node asked.
+    LocalStatus,
 }
 
 /// Why a node did not carry out a call.
