@@ -21,6 +21,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use cluster::Cluster;
+use keel_session_store::raft::wire::{PeerStream, WireConfig};
 use keel_session_store::raft::{RaftClientConfig, RaftSessionStore};
 use keel_session_store::{Data, NewSession, SessionStore};
 use load::Load;
@@ -176,6 +177,18 @@ async fn strangers_are_refused_and_logged_and_the_node_serves_on() {
     let mut short = std::net::TcpStream::connect(&addr).unwrap();
     short.write_all(b"KEELRFT1").unwrap();
     drop(short);
+    // The right secret, then a frame past the node's 16 MiB limit: the
+    // node refuses it after reading its length, and closes that connection.
+    let mut wire = WireConfig::new(99, cluster::secret());
+    wire.max_frame = u32::MAX;
+    let mut peer = PeerStream::connect(addr.parse().unwrap(), &wire)
+        .await
+        .unwrap();
+    peer.send(&vec![0; 17 << 20]).await.unwrap_or_default();
+    assert!(
+        peer.recv().await.map_or(true, |frame| frame.is_none()),
+        "closed"
+    );
     // The wrong secret.
     let wrong =
         keel_session_store::raft::wire::Secret::new(b"the wrong secret, long enough".to_vec())
@@ -189,6 +202,10 @@ async fn strangers_are_refused_and_logged_and_the_node_serves_on() {
     let log = cluster.log(1);
     let refused = log.matches("refused a raft peer").count();
     assert!(refused >= 3, "{refused} refusals logged:\n{log}");
+    assert!(
+        log.contains("refused a frame"),
+        "the oversized frame is logged:\n{log}"
+    );
     assert!(log.contains("secret"), "{log}");
     assert!(!log.contains("the wrong secret"), "a secret was logged");
 }

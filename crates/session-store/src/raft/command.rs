@@ -98,6 +98,22 @@ impl fmt::Debug for Command {
     }
 }
 
+/// A log entry's payload: the writes the leader gathered while the
+/// previous entry was on its way, applied in order (one fsync and one
+/// replication round for all of them).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Batch(pub(crate) Vec<Command>);
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Batch").field(&self.0.len()).finish()
+    }
+}
+
+/// What applying a [`Batch`] answers, one reply per command.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Replies(pub(crate) Vec<Reply>);
+
 /// A read, served by one node from its applied state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Query {

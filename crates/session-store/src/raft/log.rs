@@ -1,8 +1,12 @@
 //! The raft log and vote on disk, in sled: entries under their index
 //! (big-endian, so sled's order is the log's), the vote, the committed and
 //! the last purged id beside them. Every append and vote is flushed to
-//! disk before raft is told it is done; entries appended together share
-//! one flush (openraft hands over a batch at a time).
+//! disk before raft is told it is done. Appends are group-committed: raft
+//! hands over one client write at a time, each returns once written, and
+//! a flusher task makes everything written so far durable with one fsync
+//! and then tells raft about all of it (storage-v2's `LogFlushed`
+//! callback exists for this), so 256 concurrent writers share a few
+//! fsyncs rather than queueing for one each.
 //!
 //! sled rather than a log file of our own: it is already the durable
 //! backend's engine here, it gives crash-consistent batches, and a log is
@@ -23,6 +27,7 @@ use openraft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
 use super::SessionRaft;
 
@@ -38,6 +43,8 @@ pub(crate) struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Appends written and waiting for the flusher.
+    flushes: mpsc::UnboundedSender<LogFlushed<SessionRaft>>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
@@ -59,13 +66,17 @@ fn index_of(key: &[u8]) -> u64 {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`.
+    /// Opens (or creates) the log in `dir`, and starts its flusher on the
+    /// current tokio runtime (it stops when the last clone is dropped).
     pub(crate) fn open(dir: &Path) -> Result<Self, sled::Error> {
         let db = sled::Config::new().path(dir).open()?;
+        let (flushes, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(flush(db.clone(), waiting));
         Ok(Self {
             log: db.open_tree("raft-log")?,
             meta: db.open_tree("raft-meta")?,
             db,
+            flushes,
         })
     }
 
@@ -185,8 +196,11 @@ impl RaftLogStorage<SessionRaft> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        let flushed = self.flush().await.map_err(std::io::Error::other);
-        callback.log_io_completed(flushed);
+        if let Err(unsent) = self.flushes.send(callback) {
+            // No flusher (the runtime is shutting down): flush here.
+            let flushed = self.flush().await.map_err(std::io::Error::other);
+            unsent.0.log_io_completed(flushed);
+        }
         Ok(())
     }
 
@@ -209,6 +223,23 @@ impl RaftLogStorage<SessionRaft> for LogStore {
         self.remove(..=key(log_id.index))
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
+    }
+}
+
+/// Group commit: one fsync for every append written while the previous
+/// one ran, then each append's callback, in order.
+async fn flush(db: sled::Db, mut waiting: mpsc::UnboundedReceiver<LogFlushed<SessionRaft>>) {
+    let mut batch = Vec::new();
+    while waiting.recv_many(&mut batch, 4096).await > 0 {
+        let flushed = db.flush_async().await;
+        for callback in batch.drain(..) {
+            callback.log_io_completed(
+                flushed
+                    .as_ref()
+                    .map(drop)
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
+        }
     }
 }
 

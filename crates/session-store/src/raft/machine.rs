@@ -29,7 +29,7 @@ use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 
 use super::SessionRaft;
-use super::command::{self, Reply};
+use super::command::{self, Replies};
 use crate::backup::{self, BackupOptions, SessionDump};
 use crate::memory::MemoryStore;
 
@@ -165,7 +165,7 @@ impl RaftStateMachine<SessionRaft> for Machine {
         Ok((self.applied.last, self.applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Replies>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<SessionRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -175,15 +175,21 @@ impl RaftStateMachine<SessionRaft> for Machine {
         for entry in entries {
             self.applied.last = Some(entry.log_id);
             replies.push(match entry.payload {
-                EntryPayload::Blank => Reply::Done,
-                EntryPayload::Normal(mut command) => {
-                    self.applied.clock = self.applied.clock.max(command.at);
-                    command.at = self.applied.clock;
-                    command::apply(&self.store, self.default_ttl, command)
-                }
+                EntryPayload::Blank => Replies::default(),
+                EntryPayload::Normal(batch) => Replies(
+                    batch
+                        .0
+                        .into_iter()
+                        .map(|mut command| {
+                            self.applied.clock = self.applied.clock.max(command.at);
+                            command.at = self.applied.clock;
+                            command::apply(&self.store, self.default_ttl, command)
+                        })
+                        .collect(),
+                ),
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Reply::Done
+                    Replies::default()
                 }
             });
         }

@@ -12,6 +12,7 @@
 
 mod client;
 mod command;
+mod gather;
 mod log;
 mod machine;
 mod mux;
@@ -27,8 +28,8 @@ pub use rpc::Status;
 openraft::declare_raft_types!(
     /// The raft types of the session store.
     pub(crate) SessionRaft:
-        D = command::Command,
-        R = command::Reply,
+        D = command::Batch,
+        R = command::Replies,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<SessionRaft>,

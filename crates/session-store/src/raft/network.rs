@@ -2,9 +2,10 @@
 //! peer, opened on first use and again after it breaks, and checked to
 //! reach the node it is meant for.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -25,9 +26,25 @@ use super::wire::{WireConfig, WireError};
 type NodeId = u64;
 type RpcError<E> = RPCError<NodeId, BasicNode, E>;
 
-/// Makes a [`Peer`] for each node raft talks to.
+/// The open connection to each peer, by id and address.
+type Callers = Arc<Mutex<HashMap<(NodeId, String), Caller>>>;
+
+/// Makes a [`Peer`] for each node raft talks to. Peers of the same node
+/// share one connection: openraft asks for a new client for every
+/// leadership check (each linearizable read), which must not cost a
+/// handshake.
 pub(crate) struct Network {
-    pub(crate) wire: Arc<WireConfig>,
+    wire: Arc<WireConfig>,
+    callers: Callers,
+}
+
+impl Network {
+    pub(crate) fn new(wire: Arc<WireConfig>) -> Self {
+        Self {
+            wire,
+            callers: Callers::default(),
+        }
+    }
 }
 
 impl RaftNetworkFactory<SessionRaft> for Network {
@@ -38,7 +55,7 @@ impl RaftNetworkFactory<SessionRaft> for Network {
             target,
             addr: node.addr.clone(),
             wire: Arc::clone(&self.wire),
-            caller: None,
+            callers: Arc::clone(&self.callers),
         }
     }
 }
@@ -48,7 +65,7 @@ pub(crate) struct Peer {
     target: NodeId,
     addr: String,
     wire: Arc<WireConfig>,
-    caller: Option<Caller>,
+    callers: Callers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,13 +120,24 @@ impl Peer {
         request: Request,
         option: &RPCOption,
     ) -> Result<Response, RpcError<E>> {
-        let caller = match &self.caller {
-            Some(caller) if caller.is_alive() => caller.clone(),
-            _ => {
+        let key = (self.target, self.addr.clone());
+        let open = self
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .filter(|c| c.is_alive())
+            .cloned();
+        let caller = match open {
+            Some(caller) => caller,
+            None => {
                 let caller = connect(&self.addr, &self.wire, Some(self.target))
                     .await
                     .map_err(|e| Unreachable::new(&e))?;
-                self.caller = Some(caller.clone());
+                self.callers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, caller.clone());
                 caller
             }
         };

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::SessionRaft;
 use super::command::{self, Command, Op, Query, Reply};
+use super::gather::{Reads, Writes, write_bounce};
 use super::log::LogStore;
 use super::machine::Machine;
 use super::mux;
@@ -174,6 +174,8 @@ struct Inner {
     raft: Raft<SessionRaft>,
     store: MemoryStore,
     clock: Arc<dyn Clock>,
+    writes: Writes,
+    reads: Reads,
 }
 
 /// A running member of a replicated session store. It serves until
@@ -251,21 +253,25 @@ impl RaftNode {
         let mut wire = WireConfig::new(config.id, config.secret.clone());
         wire.max_frame = config.max_frame;
         let wire = Arc::new(wire);
-        let network = Network {
-            wire: Arc::clone(&wire),
-        };
+        let network = Network::new(Arc::clone(&wire));
         let raft = Raft::new(config.id, raft_config, network, log, machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let (writes, gathering_writes) = Writes::start(raft.clone());
+        let (reads, gathering_reads) = Reads::start(raft.clone());
         let inner = Arc::new(Inner {
             id: config.id,
             raft,
             store,
             clock: Arc::clone(&config.clock),
+            writes,
+            reads,
         });
         let tasks = vec![
             tokio::spawn(accept(listener, wire, Arc::clone(&inner))),
             tokio::spawn(expire(Arc::clone(&inner), config.store.cleanup_interval)),
+            gathering_writes,
+            gathering_reads,
         ];
         Ok(Self {
             inner,
@@ -337,8 +343,8 @@ async fn expire(inner: Arc<Inner>, every: Duration) {
         ticks.tick().await;
         if inner.raft.metrics().borrow().current_leader == Some(inner.id) {
             let _ = inner
-                .raft
-                .client_write(stamped(&inner, None, Op::Expire))
+                .writes
+                .propose(stamped(&inner, None, Op::Expire))
                 .await;
         }
     }
@@ -366,23 +372,6 @@ async fn handle(inner: &Inner, request: Request) -> Response {
     }
 }
 
-fn not_leader(f: ForwardToLeader<NodeId, BasicNode>) -> Bounce {
-    Bounce::NotLeader {
-        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-    }
-}
-
-fn write_bounce(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Bounce {
-    match e {
-        // Raft never proposed it, or truncated it unapplied.
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Bounce::Invalid(e.to_string())
-        }
-        RaftError::Fatal(e) => Bounce::Unavailable(e.to_string()),
-    }
-}
-
 /// Stamps `op` with this (leader) node's time, and a create with a fresh
 /// id, and proposes it; answers once a majority has it and it is applied.
 async fn write(inner: &Inner, op: Op) -> Result<Reply, Bounce> {
@@ -400,22 +389,12 @@ async fn write(inner: &Inner, op: Op) -> Result<Reply, Bounce> {
 }
 
 async fn propose(inner: &Inner, command: Command) -> Result<Reply, Bounce> {
-    match inner.raft.client_write(command).await {
-        Ok(written) => Ok(written.data),
-        Err(e) => Err(write_bounce(e)),
-    }
+    inner.writes.propose(command).await
 }
 
 async fn read(inner: &Inner, query: Query, linearizable: bool) -> Result<Reply, Bounce> {
     if linearizable {
-        inner
-            .raft
-            .ensure_linearizable()
-            .await
-            .map_err(|e| match e {
-                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(f),
-                other => Bounce::Unavailable(other.to_string()),
-            })?;
+        inner.reads.barrier().await?;
     }
     Ok(command::read(&inner.store, query).await)
 }
