@@ -132,36 +132,27 @@ async fn a_new_node_joins_from_a_snapshot() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3).await;
     let store = cluster.client();
-    // Past `--snapshot-every 2000`: the log before the snapshot is purged,
-    // so a new node can only start from the snapshot.
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in 0..400 {
-                    store
-                        .create(NewSession::new(format!("w{w}-{i}"), "http"))
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await.unwrap();
+    // Past `--snapshot-every 2000` entries, one create each (a lone writer's
+    // writes are never gathered into one entry): the log before the
+    // snapshot is purged, so a new node can only start from the snapshot.
+    for i in 0..2500 {
+        store
+            .create(NewSession::new(format!("c{i}"), "http"))
+            .await
+            .unwrap();
     }
     let id = cluster.add_node();
     let addr = cluster.nodes.last().unwrap().addr.clone();
     store.add_learner(id, addr).await.unwrap();
     let took = cluster.caught_up(id).await;
     store.promote(id, 100).await.unwrap();
-    assert_eq!(cluster.local(id).len().await.unwrap(), 3200);
+    assert_eq!(cluster.local(id).len().await.unwrap(), 2500);
     assert!(
         cluster.data_of(id).join("snapshots/current.snap").exists(),
         "it was sent a snapshot"
     );
     println!(
-        "FAULT | raft new node | joined from a snapshot of 3200 sessions and caught up in {took:?}"
+        "FAULT | raft new node | joined from a snapshot of 2500 sessions and caught up in {took:?}"
     );
 }
 
