@@ -108,6 +108,22 @@ impl Session {
         Ok(next)
     }
 
+    /// A copy of this session holding `data` instead of its own (its
+    /// data is not copied).
+    #[cfg_attr(
+        not(feature = "raft"),
+        allow(dead_code, reason = "only the raft wire leaves the data out")
+    )]
+    pub(crate) fn with_data(&self, data: Data) -> Self {
+        Self {
+            id: self.id,
+            client_id: Arc::clone(&self.client_id),
+            transport: Arc::clone(&self.transport),
+            data,
+            ..*self
+        }
+    }
+
     /// This session marked active at `now` (its data and version unchanged).
     pub(crate) fn touched(&self, now: u64) -> Self {
         Self {

@@ -531,6 +531,14 @@ fn unexpected(reply: &Reply) -> StoreError {
     StoreError::Backend(format!("unexpected answer {reply:?}").into())
 }
 
+/// The session a create or update wrote, given back the data it sent.
+fn written(reply: Reply, data: Data) -> Result<Arc<Session>, StoreError> {
+    match reply {
+        Reply::Written(s) => Ok(Arc::new(s.with_data(data))),
+        other => session(other),
+    }
+}
+
 fn session(reply: Reply) -> Result<Arc<Session>, StoreError> {
     match reply {
         Reply::Session(s) => Ok(s),
@@ -540,7 +548,8 @@ fn session(reply: Reply) -> Result<Arc<Session>, StoreError> {
 
 impl SessionStore for RaftSessionStore {
     async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
-        let created = session(self.write(Op::create(new)).await?)?;
+        let data = new.data.clone();
+        let created = written(self.write(Op::create(new)).await?, data)?;
         self.inner.events.emit(|name| Event::Created { name });
         Ok(created)
     }
@@ -560,6 +569,7 @@ impl SessionStore for RaftSessionStore {
         data: Data,
         ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
+        let sent = data.clone();
         let updated = self
             .write(Op::Update {
                 id: *id,
@@ -568,7 +578,7 @@ impl SessionStore for RaftSessionStore {
                 ttl_ms: ttl.map(millis),
             })
             .await
-            .and_then(session);
+            .and_then(|reply| written(reply, sent));
         if let Err(StoreError::Conflict { .. }) = &updated {
             self.inner.events.emit(|name| Event::Conflict { name });
         }

@@ -128,6 +128,10 @@ pub(crate) enum Query {
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Session(Arc<Session>),
+    /// The session a create or an update wrote, without its data: the
+    /// writer has the data, so 2 KB do not travel back (nor get tagged and
+    /// copied) for every write.
+    Written(Arc<Session>),
     Missing,
     Sessions(Vec<Arc<Session>>),
     Removed(bool),
@@ -144,7 +148,7 @@ pub(crate) enum Reply {
 impl fmt::Debug for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Session(s) => f.debug_tuple("Session").field(s).finish(),
+            Self::Session(s) | Self::Written(s) => f.debug_tuple("Session").field(s).finish(),
             Self::Sessions(s) => f.debug_tuple("Sessions").field(&s.len()).finish(),
             Self::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
             Self::Count(n) => f.debug_tuple("Count").field(n).finish(),

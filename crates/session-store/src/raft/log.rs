@@ -1,25 +1,38 @@
-//! The raft log and vote on disk, in sled: entries under their index
-//! (big-endian, so sled's order is the log's), the vote, the committed and
-//! the last purged id beside them. Every append and vote is flushed to
-//! disk before raft is told it is done. Appends are group-committed: raft
-//! hands over one client write at a time, each returns once written, and
-//! a flusher task makes everything written so far durable with one fsync
-//! and then tells raft about all of it (storage-v2's `LogFlushed`
-//! callback exists for this), so 256 concurrent writers share a few
-//! fsyncs rather than queueing for one each.
+//! The raft log and vote on disk, in files of our own.
 //!
-//! sled rather than a log file of our own: it is already the durable
-//! backend's engine here, it gives crash-consistent batches, and a log is
-//! a range of keys to it (truncate and purge are range removals).
+//! Entries are appended to segment files (`seg-<first index>.log`, a new
+//! one past 64 MiB) as records `length u32 | crc32 u32 | postcard entry`;
+//! an in-memory index maps each entry's index to its place. Appends are
+//! group-committed: each returns once written, and a flusher makes
+//! everything written so far durable with one `fdatasync`, then tells raft
+//! about all of it (storage-v2's `LogFlushed` callback). The vote and the
+//! last purged id are small files replaced atomically and fsynced; the
+//! committed id is rewritten in place without fsync (losing it only means
+//! learning it again from the leader).
+//!
+//! A log of our own rather than sled: a batch of gathered writes is a
+//! large entry, which sled stores as a blob file of its own (a file
+//! created, written, fsynced and later deleted per entry), and sled's
+//! flush is shared with its page cache. A raft log needs only appends at
+//! the end, cuts at the end (truncate) and at the start (purge).
+//!
+//! On start the segments are read back and checked: a torn record at the
+//! end of the last segment (a crash mid-write, never acknowledged) is cut
+//! off; a bad record anywhere else is corruption and refuses the start.
 
 #![allow(
     clippy::result_large_err,
     reason = "openraft's storage traits return its StorageError; the helpers return it too"
 )]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -33,80 +46,463 @@ use super::SessionRaft;
 
 type NodeId = u64;
 
-const VOTE: &[u8] = b"vote";
-const COMMITTED: &[u8] = b"committed";
-const PURGED: &[u8] = b"purged";
+const SEGMENT_MAX: u64 = 64 << 20;
+/// The log's tail kept in memory for replication.
+const RECENT_BYTES: usize = 32 << 20;
+const HEADER: usize = 8;
+const VOTE: &str = "vote";
+const PURGED: &str = "purged";
+const COMMITTED: &str = "committed";
+
+/// Where one entry is.
+#[derive(Clone, Copy)]
+struct Loc {
+    log_id: LogId<NodeId>,
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+struct Segment {
+    first: u64,
+    file: Arc<File>,
+    len: u64,
+}
+
+struct State {
+    segments: Vec<Segment>,
+    /// Every entry after the last purged one, in order.
+    locs: VecDeque<Loc>,
+    /// The latest entries as appended, so replication to followers reads
+    /// them from memory rather than decoding them again.
+    recent: Recent,
+    purged: Option<LogId<NodeId>>,
+}
+
+/// The tail of the log in memory, up to [`RECENT_BYTES`].
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry<SessionRaft>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry<SessionRaft>, size: usize) {
+        self.bytes += size;
+        self.entries.push_back((entry, size));
+        while self.bytes > RECENT_BYTES {
+            match self.entries.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
+
+    /// Keeps only entries before `index`.
+    fn cut(&mut self, index: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= index)
+        {
+            if let Some((_, n)) = self.entries.pop_back() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Keeps only entries after `index`.
+    fn forget(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(e, _)| e.log_id.index <= index)
+        {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Entries `start..end`, if all of them are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<SessionRaft>>> {
+        let first = self.first()?;
+        if start < first {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let take = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take(take)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
+}
+
+impl State {
+    fn last(&self) -> Option<LogId<NodeId>> {
+        self.locs.back().map(|l| l.log_id).or(self.purged)
+    }
+
+    fn segment(&self, first: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.first == first)
+    }
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// The committed id, rewritten in place at every commit without
+    /// fsync: a torn or lost one reads as unknown, which is safe.
+    committed: File,
+    state: Mutex<State>,
+    /// A segment past this many bytes is closed for appends.
+    segment_max: u64,
+}
+
+/// An append whose callback waits for the flush of `file`.
+struct Pending {
+    file: Arc<File>,
+    callback: LogFlushed<SessionRaft>,
+}
 
 /// The log store; clones share it (and serve as its readers).
 #[derive(Clone)]
 pub(crate) struct LogStore {
-    db: sled::Db,
-    log: sled::Tree,
-    meta: sled::Tree,
-    /// Appends written and waiting for the flusher.
-    flushes: mpsc::UnboundedSender<LogFlushed<SessionRaft>>,
+    shared: Arc<Shared>,
+    flushes: mpsc::UnboundedSender<Pending>,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_allocvec(value)
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
+fn corrupt(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+/// `value` as a meta file holds it: a checksum, its length and postcard.
+fn meta_bytes<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let body = postcard::to_allocvec(value).map_err(io::Error::other)?;
+    let mut bytes = crc(&body).to_le_bytes().to_vec();
+    bytes.extend_from_slice(
+        &u32::try_from(body.len())
+            .map_err(io::Error::other)?
+            .to_le_bytes(),
+    );
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
 }
 
-fn index_of(key: &[u8]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&key[..8]);
-    u64::from_be_bytes(bytes)
+/// Replaces `dir/name` with `value`, durably (a new file, fsynced, renamed
+/// over the old one, the directory fsynced).
+fn write_meta<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    let temp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&temp)?;
+    file.write_all(&meta_bytes(value)?)?;
+    file.sync_all()?;
+    fs::rename(&temp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+/// The value in `dir/name`; `None` when there is none.
+fn read_meta<T: DeserializeOwned>(dir: &Path, name: &str) -> io::Result<Option<T>> {
+    let bytes = match fs::read(dir.join(name)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let short = || corrupt(format!("{name}: too short"));
+    let (sum, rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
+    let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+    let body = rest
+        .get(..u32::from_le_bytes(*len) as usize)
+        .ok_or_else(short)?;
+    if u32::from_le_bytes(*sum) != crc(body) {
+        return Err(corrupt(format!("{name}: checksum mismatch")));
+    }
+    postcard::from_bytes(body)
+        .map(Some)
+        .map_err(|e| corrupt(format!("{name}: {e}")))
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("seg-{first:020}.log"))
+}
+
+fn open_segment(dir: &Path, first: u64) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(segment_path(dir, first))
+}
+
+/// The records of one segment: their entries' ids and places, and where
+/// the last whole record ends.
+fn scan(first: u64, bytes: &[u8]) -> (Vec<Loc>, u64) {
+    let mut locs = Vec::new();
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(body) = bytes.get(at + HEADER..at + HEADER + len as usize) else {
+            break;
+        };
+        if crc(body) != sum {
+            break;
+        }
+        let Ok(entry) = postcard::from_bytes::<Entry<SessionRaft>>(body) else {
+            break;
+        };
+        locs.push(Loc {
+            log_id: *entry.get_log_id(),
+            segment: first,
+            offset: at as u64,
+            len: HEADER as u32 + len,
+        });
+        at += HEADER + len as usize;
+    }
+    (locs, at as u64)
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, and starts its flusher on the
-    /// current tokio runtime (it stops when the last clone is dropped).
-    pub(crate) fn open(dir: &Path) -> Result<Self, sled::Error> {
-        let db = sled::Config::new().path(dir).open()?;
+    /// Opens (or creates) the log in `dir`, checking what it holds, and
+    /// starts its flusher on the current tokio runtime (it stops when the
+    /// last clone is dropped).
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, SEGMENT_MAX)
+    }
+
+    /// [`open`](Self::open), closing segments past `segment_max` bytes.
+    pub(crate) fn open_with(dir: &Path, segment_max: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let purged: Option<LogId<NodeId>> = read_meta(dir, PURGED)?;
+        let mut firsts: Vec<u64> = fs::read_dir(dir)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("seg-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        firsts.sort_unstable();
+        let mut segments = Vec::new();
+        let mut locs = VecDeque::new();
+        for (n, first) in firsts.iter().enumerate() {
+            let bytes = fs::read(segment_path(dir, *first))?;
+            let (found, end) = scan(*first, &bytes);
+            let file = open_segment(dir, *first)?;
+            if end < bytes.len() as u64 {
+                if n + 1 < firsts.len() {
+                    return Err(corrupt(format!(
+                        "segment {first}: a bad record at byte {end} before the last segment"
+                    )));
+                }
+                // A torn write at the very end: never acknowledged.
+                file.set_len(end)?;
+                file.sync_all()?;
+            }
+            for loc in found {
+                let index = loc.log_id.index;
+                if purged.is_some_and(|p| index <= p.index) {
+                    continue;
+                }
+                let expected = locs.back().map_or(index, |l: &Loc| l.log_id.index + 1);
+                if index != expected {
+                    return Err(corrupt(format!(
+                        "segment {first}: entry {index} where {expected} was due"
+                    )));
+                }
+                locs.push_back(loc);
+            }
+            segments.push(Segment {
+                first: *first,
+                file: Arc::new(file),
+                len: end,
+            });
+        }
+        let committed = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(COMMITTED))?;
+        let shared = Arc::new(Shared {
+            committed,
+            dir: dir.to_path_buf(),
+            state: Mutex::new(State {
+                segments,
+                locs,
+                recent: Recent::default(),
+                purged,
+            }),
+            segment_max,
+        });
         let (flushes, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(flush(db.clone(), waiting));
-        Ok(Self {
-            log: db.open_tree("raft-log")?,
-            meta: db.open_tree("raft-meta")?,
-            db,
-            flushes,
-        })
+        tokio::spawn(flush(waiting));
+        Ok(Self { shared, flushes })
     }
 
-    fn read_meta<T: DeserializeOwned>(
-        &self,
-        key: &[u8],
-        error: fn(postcard::Error) -> StorageError<NodeId>,
-    ) -> Result<Option<T>, StorageError<NodeId>> {
-        let bytes = self.meta.get(key).map_err(|e| StorageIOError::read(&e))?;
-        bytes.map(|b| decode(&b).map_err(error)).transpose()
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError<NodeId>> {
-        let bytes = encode(value).map_err(|e| StorageIOError::write(&e))?;
-        self.meta
-            .insert(key, bytes)
-            .map_err(|e| StorageIOError::write(&e))?;
+    /// Cuts the log from index `from` on (inclusive).
+    pub(crate) fn cut(&self, from: u64) -> io::Result<()> {
+        let mut state = self.state();
+        let Some(first) = state.locs.front().map(|l| l.log_id.index) else {
+            return Ok(());
+        };
+        let keep = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
+        let Some(cut) = state.locs.get(keep).copied() else {
+            return Ok(());
+        };
+        state.locs.truncate(keep);
+        state.recent.cut(from);
+        let dir = self.shared.dir.clone();
+        let mut kept = Vec::new();
+        for segment in state.segments.drain(..) {
+            if segment.first > cut.segment || (segment.first == cut.segment && cut.offset == 0) {
+                drop(segment.file);
+                fs::remove_file(segment_path(&dir, segment.first))?;
+            } else if segment.first == cut.segment {
+                segment.file.set_len(cut.offset)?;
+                segment.file.sync_all()?;
+                kept.push(Segment {
+                    len: cut.offset,
+                    ..segment
+                });
+            } else {
+                kept.push(segment);
+            }
+        }
+        state.segments = kept;
+        File::open(&dir)?.sync_all()
+    }
+
+    /// Forgets entries up to `upto` (inclusive) and deletes the segments
+    /// that hold nothing else.
+    pub(crate) fn forget(&self, upto: LogId<NodeId>) -> io::Result<()> {
+        write_meta(&self.shared.dir, PURGED, &upto)?;
+        let mut state = self.state();
+        state.purged = Some(upto);
+        while state
+            .locs
+            .front()
+            .is_some_and(|l| l.log_id.index <= upto.index)
+        {
+            state.locs.pop_front();
+        }
+        state.recent.forget(upto.index);
+        // A segment goes when the next one starts at or before the first
+        // entry kept; the last (appended to) always stays.
+        while state.segments.len() > 1 && state.segments[1].first <= upto.index + 1 {
+            let gone = state.segments.remove(0);
+            fs::remove_file(segment_path(&self.shared.dir, gone.first))?;
+        }
         Ok(())
     }
 
-    async fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush_async().await.map(drop)
+    /// Writes `entries` at the end of the log; the file to flush.
+    pub(crate) fn write(&self, entries: Vec<Entry<SessionRaft>>) -> io::Result<Option<Arc<File>>> {
+        let Some(first) = entries.first().map(|e| e.get_log_id().index) else {
+            return Ok(None);
+        };
+        let mut bodies = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            bodies.push((
+                *entry.get_log_id(),
+                postcard::to_allocvec(entry).map_err(io::Error::other)?,
+            ));
+        }
+        let sizes: Vec<usize> = bodies.iter().map(|(_, b)| b.len()).collect();
+        let mut state = self.state();
+        if state
+            .segments
+            .last()
+            .is_none_or(|s| s.len >= self.shared.segment_max)
+        {
+            if let Some(full) = state.segments.last() {
+                full.file.sync_data()?;
+            }
+            let file = open_segment(&self.shared.dir, first)?;
+            File::open(&self.shared.dir)?.sync_all()?;
+            state.segments.push(Segment {
+                first,
+                file: Arc::new(file),
+                len: 0,
+            });
+        }
+        let (segment, file, mut offset) = match state.segments.last() {
+            Some(s) => (s.first, Arc::clone(&s.file), s.len),
+            None => return Err(io::Error::other("no segment to append to")),
+        };
+        let mut bytes = Vec::with_capacity(bodies.iter().map(|(_, b)| HEADER + b.len()).sum());
+        let mut locs = Vec::with_capacity(bodies.len());
+        for (log_id, body) in bodies {
+            let len = u32::try_from(body.len()).map_err(io::Error::other)?;
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&crc(&body).to_le_bytes());
+            bytes.extend_from_slice(&body);
+            locs.push(Loc {
+                log_id,
+                segment,
+                offset,
+                len: HEADER as u32 + len,
+            });
+            offset += HEADER as u64 + u64::from(len);
+        }
+        (&*file).write_all(&bytes)?;
+        if let Some(last) = state.segments.last_mut() {
+            last.len = offset;
+        }
+        state.locs.extend(locs);
+        for (entry, size) in entries.into_iter().zip(sizes) {
+            state.recent.push(entry, size);
+        }
+        Ok(Some(file))
     }
 }
 
-fn bound_key(bound: Bound<&u64>) -> Bound<[u8; 8]> {
-    match bound {
-        Bound::Included(i) => Bound::Included(key(*i)),
-        Bound::Excluded(i) => Bound::Excluded(key(*i)),
-        Bound::Unbounded => Bound::Unbounded,
+/// Group commit: one `fdatasync` per file for every append written while
+/// the previous flush ran, then each append's callback, in order.
+async fn flush(mut waiting: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch = Vec::new();
+    while waiting.recv_many(&mut batch, 4096).await > 0 {
+        let pending = std::mem::take(&mut batch);
+        let flushed = tokio::task::spawn_blocking(move || {
+            let mut files: Vec<&Arc<File>> = Vec::new();
+            for p in &pending {
+                if !files.iter().any(|f| Arc::ptr_eq(f, &p.file)) {
+                    files.push(&p.file);
+                }
+            }
+            let result = files.iter().try_for_each(|f| f.sync_data());
+            (pending, result)
+        })
+        .await;
+        let Ok((pending, result)) = flushed else {
+            return;
+        };
+        for p in pending {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            p.callback.log_io_completed(outcome);
+        }
     }
 }
 
@@ -115,12 +511,43 @@ impl RaftLogReader<SessionRaft> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<SessionRaft>>, StorageError<NodeId>> {
-        let range = (bound_key(range.start_bound()), bound_key(range.end_bound()));
-        let mut entries = Vec::new();
-        for item in self.log.range(range) {
-            let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let entry =
-                decode(&v).map_err(|e| StorageIOError::read_log_at_index(index_of(&k), &e))?;
+        let wanted: Vec<(Arc<File>, Loc)> = {
+            let state = self.state();
+            let Some(first) = state.locs.front().map(|l| l.log_id.index) else {
+                return Ok(Vec::new());
+            };
+            let start = match range.start_bound() {
+                Bound::Included(i) => *i,
+                Bound::Excluded(i) => i + 1,
+                Bound::Unbounded => first,
+            };
+            let end = match range.end_bound() {
+                Bound::Included(i) => i + 1,
+                Bound::Excluded(i) => *i,
+                Bound::Unbounded => u64::MAX,
+            };
+            let end = end.min(state.last().map_or(0, |l| l.index + 1));
+            if let Some(entries) = state.recent.get(start.max(first), end) {
+                return Ok(entries);
+            }
+            let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
+            let to = usize::try_from(end.saturating_sub(first)).unwrap_or(usize::MAX);
+            state
+                .locs
+                .iter()
+                .skip(from)
+                .take(to.saturating_sub(from))
+                .filter_map(|l| state.segment(l.segment).map(|s| (Arc::clone(&s.file), *l)))
+                .collect()
+        };
+        let mut entries = Vec::with_capacity(wanted.len());
+        for (file, loc) in wanted {
+            let index = loc.log_id.index;
+            let mut record = vec![0; loc.len as usize];
+            file.read_exact_at(&mut record, loc.offset)
+                .map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
+            let entry = postcard::from_bytes(&record[HEADER..])
+                .map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
             entries.push(entry);
         }
         Ok(entries)
@@ -131,19 +558,10 @@ impl RaftLogStorage<SessionRaft> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<SessionRaft>, StorageError<NodeId>> {
-        let last_purged: Option<LogId<NodeId>> =
-            self.read_meta(PURGED, |e| StorageIOError::read_logs(&e).into())?;
-        let last = match self.log.last().map_err(|e| StorageIOError::read_logs(&e))? {
-            Some((k, v)) => {
-                let entry: Entry<SessionRaft> =
-                    decode(&v).map_err(|e| StorageIOError::read_log_at_index(index_of(&k), &e))?;
-                Some(*entry.get_log_id())
-            }
-            None => last_purged,
-        };
+        let state = self.state();
         Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_purged_log_id: state.purged,
+            last_log_id: state.last(),
         })
     }
 
@@ -152,30 +570,32 @@ impl RaftLogStorage<SessionRaft> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, vote)?;
-        self.flush()
-            .await
-            .map_err(|e| StorageIOError::write_vote(&e))?;
+        write_meta(&self.shared.dir, VOTE, vote).map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_meta(VOTE, |e| StorageIOError::read_vote(&e).into())
+        Ok(read_meta(&self.shared.dir, VOTE).map_err(|e| StorageIOError::read_vote(&e))?)
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        // Flushed with the next append or vote: a committed id that is lost
-        // in a crash is learned again from the leader.
-        self.write_meta(COMMITTED, &committed)
+        meta_bytes(&committed)
+            .and_then(|bytes| self.shared.committed.write_at(&bytes, 0))
+            .map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self
-            .read_meta::<Option<LogId<NodeId>>>(COMMITTED, |e| StorageIOError::read(&e).into())?
-            .flatten())
+        // A committed id that did not survive is learned again.
+        Ok(
+            read_meta::<Option<LogId<NodeId>>>(&self.shared.dir, COMMITTED)
+                .ok()
+                .flatten()
+                .flatten(),
+        )
     }
 
     async fn append<I>(
@@ -187,68 +607,31 @@ impl RaftLogStorage<SessionRaft> for LogStore {
         I: IntoIterator<Item = Entry<SessionRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = encode(&entry)
-                .map_err(|e| StorageIOError::write_log_entry(*entry.get_log_id(), &e))?;
-            batch.insert(&key(entry.get_log_id().index), bytes);
-        }
-        self.log
-            .apply_batch(batch)
+        let file = self
+            .write(entries.into_iter().collect())
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        if let Err(unsent) = self.flushes.send(callback) {
-            // No flusher (the runtime is shutting down): flush here.
-            let flushed = self.flush().await.map_err(std::io::Error::other);
-            unsent.0.log_io_completed(flushed);
+        match file {
+            Some(file) => {
+                if let Err(unsent) = self.flushes.send(Pending { file, callback }) {
+                    // No flusher (the runtime is shutting down): flush here.
+                    let Pending { file, callback } = unsent.0;
+                    callback.log_io_completed(file.sync_data());
+                }
+            }
+            None => callback.log_io_completed(Ok(())),
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.remove(key(log_id.index)..)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.flush()
-            .await
+        self.cut(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        // The purged id first: a crash between the two leaves entries the
-        // next purge removes, never a log whose start is unknown.
-        self.write_meta(PURGED, &log_id)?;
-        self.flush()
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.remove(..=key(log_id.index))
+        self.forget(log_id)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
-    }
-}
-
-/// Group commit: one fsync for every append written while the previous
-/// one ran, then each append's callback, in order.
-async fn flush(db: sled::Db, mut waiting: mpsc::UnboundedReceiver<LogFlushed<SessionRaft>>) {
-    let mut batch = Vec::new();
-    while waiting.recv_many(&mut batch, 4096).await > 0 {
-        let flushed = db.flush_async().await;
-        for callback in batch.drain(..) {
-            callback.log_io_completed(
-                flushed
-                    .as_ref()
-                    .map(drop)
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            );
-        }
-    }
-}
-
-impl LogStore {
-    fn remove(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), sled::Error> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(range) {
-            batch.remove(item?.0);
-        }
-        self.log.apply_batch(batch)
     }
 }

@@ -40,5 +40,6 @@ openraft::declare_raft_types!(
 
 #[cfg(test)]
 mod tests {
+    mod log;
     mod storage;
 }

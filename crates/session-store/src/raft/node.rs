@@ -24,6 +24,7 @@ use super::rpc::{Admin, Bounce, Request, Response, Status};
 use super::wire::{PeerStream, Secret, WireConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, StoreConfig};
+use crate::data::Data;
 use crate::id::SessionId;
 use crate::memory::MemoryStore;
 
@@ -375,17 +376,23 @@ async fn handle(inner: &Inner, request: Request) -> Response {
 /// Stamps `op` with this (leader) node's time, and a create with a fresh
 /// id, and proposes it; answers once a majority has it and it is applied.
 async fn write(inner: &Inner, op: Op) -> Result<Reply, Bounce> {
-    if !matches!(op, Op::Create { .. }) {
-        return propose(inner, stamped(inner, None, op)).await;
-    }
-    loop {
-        let id = SessionId::random().map_err(|e| Bounce::Unavailable(e.to_string()))?;
-        match propose(inner, stamped(inner, Some(id), op.clone())).await? {
-            // A 128-bit id drawn twice: draw again.
-            Reply::Taken => continue,
-            reply => return Ok(reply),
-        }
-    }
+    let reply = match op {
+        Op::Create { .. } => loop {
+            let id = SessionId::random().map_err(|e| Bounce::Unavailable(e.to_string()))?;
+            match propose(inner, stamped(inner, Some(id), op.clone())).await? {
+                // A 128-bit id drawn twice: draw again.
+                Reply::Taken => continue,
+                reply => break reply,
+            }
+        },
+        Op::Update { .. } => propose(inner, stamped(inner, None, op)).await?,
+        _ => return propose(inner, stamped(inner, None, op)).await,
+    };
+    // The writer has the data it wrote.
+    Ok(match reply {
+        Reply::Session(s) => Reply::Written(Arc::new(s.with_data(Data::new()))),
+        other => other,
+    })
 }
 
 async fn propose(inner: &Inner, command: Command) -> Result<Reply, Bounce> {
