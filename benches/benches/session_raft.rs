@@ -12,8 +12,14 @@
 //! update naming the version the client last wrote, so it always takes;
 //! etcd: Put), with 1 client and with 256 clients sharing 4 connections.
 //!
+//! The put groups also measure the floor under any majority-replicated
+//! durable put on this machine (`floor`: three processes that only frame,
+//! append, `fdatasync` and forward, no consensus state, authentication or
+//! encoding).
+//!
 //! Throughput per group (`rate ...`) goes through criterion; the
-//! single-client put latency (p50 / p99) is printed as a table.
+//! single-client put latency (p50 / p99) is printed as a table. The keel
+//! nodes run on mimalloc, as the `keel` binary does.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -23,6 +29,8 @@
 
 #[path = "session_raft/etcd.rs"]
 mod etcd;
+#[path = "session_raft/floor.rs"]
+mod floor;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -38,6 +46,10 @@ use keel_session_store::raft::wire::Secret;
 use keel_session_store::raft::{NodeConfig, RaftClientConfig, RaftNode, RaftSessionStore};
 use keel_session_store::{Data, NewSession, SessionId, SessionStore, StoreConfig};
 
+/// As `keel`'s own binary does: the nodes here are this executable.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEYS: usize = 100_000;
 const CLIENTS: usize = 256;
 const CONNECTIONS: usize = 4;
@@ -48,6 +60,10 @@ const SECRET: &[u8] = b"keel raft bench secret, 32 bytes";
 fn main() {
     if let Ok(spec) = std::env::var(NODE) {
         run_node(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var(floor::FLOOR) {
+        runtime(2).block_on(floor::run(&spec));
         return;
     }
     benches();
@@ -83,6 +99,41 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// This bench's own executable started as a node with `env` = `spec`;
+/// returns once it listens.
+fn spawn_self(env: &str, spec: String) -> Child {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let mut child = Command::new(&exe)
+        .env(env, &spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the node's first line");
+    assert!(line.starts_with("listening"), "{spec}: {line:?}");
+    child
+}
+
+/// The floor's three processes (see `floor`); the leader's address.
+fn start_floor(dir: &std::path::Path) -> (Vec<Child>, String) {
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let path = |i: usize| dir.join(format!("floor{i}")).display().to_string();
+    let mut nodes = vec![
+        spawn_self(floor::FLOOR, format!("follower {} {}", addrs[1], path(1))),
+        spawn_self(floor::FLOOR, format!("follower {} {}", addrs[2], path(2))),
+    ];
+    nodes.push(spawn_self(
+        floor::FLOOR,
+        format!("leader {} {} {} {}", addrs[0], path(0), addrs[1], addrs[2]),
+    ));
+    (nodes, addrs[0].clone())
+}
+
 /// Three keel nodes, this bench's own executable started as each.
 struct Keel {
     nodes: Vec<Child>,
@@ -91,24 +142,12 @@ struct Keel {
 
 impl Keel {
     fn start(dir: &std::path::Path) -> Self {
-        let exe = std::env::current_exe().expect("the bench's own path");
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
         for id in 1..=3 {
             let addr = format!("127.0.0.1:{}", free_port());
             let data = dir.join(format!("keel{id}"));
-            let mut child = Command::new(&exe)
-                .env(NODE, format!("{id} {addr} {}", data.display()))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("a keel node");
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("stdout"))
-                .read_line(&mut line)
-                .expect("the node's first line");
-            assert!(line.starts_with("listening"), "node {id}: {line:?}");
-            nodes.push(child);
+            nodes.push(spawn_self(NODE, format!("{id} {addr} {}", data.display())));
             addrs.push(addr);
         }
         Self { nodes, addrs }
@@ -198,6 +237,15 @@ impl Cycle for EtcdPut {
 }
 
 #[derive(Clone)]
+struct FloorPut(floor::FloorClient, Arc<Vec<u8>>);
+
+impl Cycle for FloorPut {
+    async fn cycle(&self, _task: usize) {
+        self.0.put(&self.1).await;
+    }
+}
+
+#[derive(Clone)]
 struct EtcdGet(etcd::Kv);
 
 impl Cycle for EtcdGet {
@@ -231,13 +279,13 @@ async fn fill_etcd(kv: &etcd::Kv, value: &[u8]) {
     }
 }
 
-fn rate<A: Cycle, B: Cycle>(
+/// One throughput group: keel, etcd, and the floor where there is one.
+fn rate<A: Cycle, B: Cycle, F: Cycle>(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
     name: &str,
     clients: usize,
-    keel: &A,
-    etcd: &B,
+    (keel, etcd, floor): (&A, &B, Option<&F>),
 ) {
     let mut g = c.benchmark_group(format!("rate raft {name}, {clients} clients"));
     g.measurement_time(Duration::from_secs(5))
@@ -249,6 +297,11 @@ fn rate<A: Cycle, B: Cycle>(
     g.bench_function("etcd", |b| {
         b.iter_custom(|iters| throughput(rt, etcd, clients, iters));
     });
+    if let Some(floor) = floor {
+        g.bench_function("floor: bare replicated append", |b| {
+            b.iter_custom(|iters| throughput(rt, floor, clients, iters));
+        });
+    }
     g.finish();
 }
 
@@ -287,12 +340,30 @@ fn raft(c: &mut Criterion) {
         EtcdGet(kv.clone()),
     );
     for clients in [1, CLIENTS] {
-        rate(c, &rt, "linearizable get", clients, &keel_get, &etcd_get);
+        let none: Option<&KeelGet> = None;
+        rate(
+            c,
+            &rt,
+            "linearizable get",
+            clients,
+            (&keel_get, &etcd_get, none),
+        );
     }
     let keel_put = KeelPut(store, Arc::clone(&sessions));
     let etcd_put = EtcdPut(kv, Arc::clone(&value));
+    let (floor_nodes, floor_leader) = start_floor(dir.path());
+    let floor_put = FloorPut(
+        rt.block_on(floor::FloorClient::connect(&floor_leader, CONNECTIONS)),
+        Arc::clone(&value),
+    );
     for clients in [1, CLIENTS] {
-        rate(c, &rt, "put", clients, &keel_put, &etcd_put);
+        rate(
+            c,
+            &rt,
+            "put",
+            clients,
+            (&keel_put, &etcd_put, Some(&floor_put)),
+        );
     }
 
     println!("\nraft put latency, 1 client, 2000 puts each");
@@ -301,6 +372,7 @@ fn raft(c: &mut Criterion) {
     for (name, h) in [
         ("keel", latency(&rt, &keel_put, 1, 2000)),
         ("etcd", latency(&rt, &etcd_put, 1, 2000)),
+        ("floor", latency(&rt, &floor_put, 1, 2000)),
     ] {
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
         println!(
@@ -312,6 +384,10 @@ fn raft(c: &mut Criterion) {
     }
     drop(etcd_members);
     drop(keel_nodes);
+    for mut node in floor_nodes {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
 }
 
 criterion_group!(benches, raft);
