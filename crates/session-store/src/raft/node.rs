@@ -306,10 +306,21 @@ impl RaftNode {
     }
 }
 
+/// Dropped without [`shutdown`](RaftNode::shutdown): stops serving and
+/// has raft stop in the background (on the runtime the drop happens in).
 impl Drop for RaftNode {
     fn drop(&mut self) {
+        if self.tasks.is_empty() {
+            return; // shut down already
+        }
         for task in &self.tasks {
             task.abort();
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let raft = self.inner.raft.clone();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
         }
     }
 }
