@@ -13,6 +13,10 @@
 //!   versioned migrations, compare-and-swap in one statement.
 //! - `RedisStore` (feature `redis`): sessions in Redis with its own expiry,
 //!   compare-and-swap in Lua scripts, a lost server reported.
+//! - `raft::RaftSessionStore` (feature `raft`): sessions replicated across
+//!   processes by openraft (`raft::RaftNode`, which `keel session-node`
+//!   runs); a minority refuses writes, reads are linearizable unless asked
+//!   otherwise.
 //!
 //! With the `tower-sessions` feature, `TowerSessions` makes any of them a
 //! `tower_sessions::SessionStore` for axum applications.
