@@ -285,3 +285,32 @@ async fn bad_settings_name_the_field() {
     let err = RaftSessionStore::new(RaftClientConfig::new(["localhost"], secret())).unwrap_err();
     assert!(err.to_string().contains("host:port"), "{err}");
 }
+
+/// 256 calls at once from a fresh client share its few connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_share_a_few_connections() {
+    let cluster = Cluster::start(3, StoreConfig::default(), ManualClock::at(1_000)).await;
+    let mut config = cluster.client_config();
+    config.connections = 2;
+    let store = RaftSessionStore::new(config).unwrap();
+    let calls: Vec<_> = (0..256)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create(NewSession::new(format!("c{i}"), "http"))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(store.len().await.unwrap(), 256);
+    let open = store.open_connections();
+    assert!(
+        (1..=6).contains(&open),
+        "{open} connections for 3 nodes at 2 each"
+    );
+}

@@ -164,6 +164,7 @@ impl RaftStoreBuilder {
             wire: WireConfig::new(0, config.secret.clone()),
             leader: Mutex::new(None),
             callers: Mutex::default(),
+            opening: tokio::sync::Mutex::new(()),
             turn: AtomicUsize::new(0),
             writes: build(Idempotency::NonIdempotent)?,
             reads: build(Idempotency::Idempotent)?,
@@ -219,6 +220,8 @@ struct Inner {
     wire: WireConfig,
     leader: Mutex<Option<String>>,
     callers: Mutex<HashMap<String, Vec<Caller>>>,
+    /// Held while a connection is being opened.
+    opening: tokio::sync::Mutex<()>,
     turn: AtomicUsize,
     /// Writes are retried only when they certainly had no effect.
     writes: Retrier<Classifier>,
@@ -271,6 +274,18 @@ impl RaftSessionStore {
     /// The store's name (empty unless given one).
     pub fn name(&self) -> &str {
         self.inner.events.name()
+    }
+
+    /// The connections this client (and its clones) holds open, to all
+    /// nodes: at most `connections` per node it has talked to.
+    pub fn open_connections(&self) -> usize {
+        self.inner
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|list| list.iter().filter(|c| c.is_alive()).count())
+            .sum()
     }
 
     /// This store, reading with `consistency` (sharing the connections).
@@ -390,21 +405,29 @@ impl RaftSessionStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// One of the `connections` open connections to `addr`, if there are
+    /// that many.
+    fn open_caller(&self, addr: &str) -> Option<Caller> {
+        let turn = self.inner.turn.load(Ordering::Relaxed);
+        let callers = self
+            .inner
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let live: Vec<&Caller> = callers.get(addr)?.iter().filter(|c| c.is_alive()).collect();
+        (live.len() >= self.inner.config.connections).then(|| live[turn % live.len()].clone())
+    }
+
     /// One of the connections to `addr`, opened if need be.
     async fn caller(&self, addr: &str) -> Result<Caller, ConnectError> {
-        let turn = self.inner.turn.load(Ordering::Relaxed);
-        {
-            let callers = self
-                .inner
-                .callers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(list) = callers.get(addr) {
-                let live: Vec<&Caller> = list.iter().filter(|c| c.is_alive()).collect();
-                if live.len() >= self.inner.config.connections {
-                    return Ok(live[turn % live.len()].clone());
-                }
-            }
+        if let Some(open) = self.open_caller(addr) {
+            return Ok(open);
+        }
+        // One connection opened at a time: 256 first calls at once must
+        // not open 256 connections.
+        let _opening = self.inner.opening.lock().await;
+        if let Some(open) = self.open_caller(addr) {
+            return Ok(open);
         }
         let caller = connect(addr, &self.inner.wire, None).await?;
         let mut callers = self
