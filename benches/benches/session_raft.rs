@@ -34,7 +34,6 @@ mod floor;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +41,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use keel_benches::{Cycle, latency, runtime, throughput};
+use keel_fault::free_port;
 use keel_session_store::raft::wire::Secret;
 use keel_session_store::raft::{NodeConfig, RaftClientConfig, RaftNode, RaftSessionStore};
 use keel_session_store::{Data, NewSession, SessionId, SessionStore, StoreConfig};
@@ -91,12 +91,8 @@ fn run_node(spec: &str) {
     });
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
+fn port() -> u16 {
+    free_port().expect("a free port")
 }
 
 /// This bench's own executable started as a node with `env` = `spec`;
@@ -119,9 +115,7 @@ fn spawn_self(env: &str, spec: String) -> Child {
 
 /// The floor's three processes (see `floor`); the leader's address.
 fn start_floor(dir: &std::path::Path) -> (Vec<Child>, String) {
-    let addrs: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", port())).collect();
     let path = |i: usize| dir.join(format!("floor{i}")).display().to_string();
     let mut nodes = vec![
         spawn_self(floor::FLOOR, format!("follower {} {}", addrs[1], path(1))),
@@ -145,7 +139,7 @@ impl Keel {
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
         for id in 1..=3 {
-            let addr = format!("127.0.0.1:{}", free_port());
+            let addr = format!("127.0.0.1:{}", port());
             let data = dir.join(format!("keel{id}"));
             nodes.push(spawn_self(NODE, format!("{id} {addr} {}", data.display())));
             addrs.push(addr);
@@ -312,11 +306,7 @@ fn raft(c: &mut Criterion) {
     let value = Arc::new(data.as_json().as_bytes().to_vec());
 
     let keel_nodes = Keel::start(dir.path());
-    let ports = [
-        (free_port(), free_port()),
-        (free_port(), free_port()),
-        (free_port(), free_port()),
-    ];
+    let ports = [(port(), port()), (port(), port()), (port(), port())];
     let etcd_members = etcd::Etcd::start(dir.path(), &ports);
     let (store, sessions, kv) = rt.block_on(async {
         let store = keel_nodes.client();

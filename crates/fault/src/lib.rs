@@ -5,5 +5,5 @@ pub mod linearizability;
 mod pg;
 mod proxy;
 
-pub use pg::ThrowawayPostgres;
+pub use pg::{ThrowawayPostgres, free_port};
 pub use proxy::{Fault, FaultProxy};

@@ -319,6 +319,11 @@ fn give_to_postgres(dir: &Path) -> io::Result<()> {
     }
 }
 
-fn free_port() -> io::Result<u16> {
+/// A port on 127.0.0.1 that nothing listens on now (the OS's pick for a
+/// listener bound to port 0, released), for a server the test starts.
+///
+/// # Errors
+/// When the OS cannot bind a socket.
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

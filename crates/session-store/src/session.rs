@@ -97,23 +97,13 @@ impl Session {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<Self, StoreError> {
-        let mut next = Self {
-            id: self.id,
-            client_id: Arc::clone(&self.client_id),
-            transport: Arc::clone(&self.transport),
-            data: Data::new(),
-            ..*self
-        };
+        let mut next = self.with_data(Data::new());
         next.update(expected_version, data, ttl, now)?;
         Ok(next)
     }
 
     /// A copy of this session holding `data` instead of its own (its
     /// data is not copied).
-    #[cfg_attr(
-        not(feature = "raft"),
-        allow(dead_code, reason = "only the raft wire leaves the data out")
-    )]
     pub(crate) fn with_data(&self, data: Data) -> Self {
         Self {
             id: self.id,

@@ -117,22 +117,18 @@ impl Raft {
         clock: ManualClock,
         observer: Option<Box<dyn Observer>>,
     ) -> RaftSessionStore {
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                let cluster = Cluster::start(3, config, clock).await;
-                let builder = RaftSessionStore::builder(cluster.client_config());
-                let store = match observer {
-                    Some(o) => builder
-                        .observer(move |e: &keel_session_store::Event<'_>| o.on_event(e))
-                        .name("conformance")
-                        .build(),
-                    None => builder.build(),
-                }
-                .unwrap();
-                self.clusters.lock().unwrap().push(cluster);
-                store
-            })
-        })
+        let cluster = conformance::block_on(Cluster::start(3, config, clock));
+        let builder = RaftSessionStore::builder(cluster.client_config());
+        let store = match observer {
+            Some(o) => builder
+                .observer(move |e: &keel_session_store::Event<'_>| o.on_event(e))
+                .name("conformance")
+                .build(),
+            None => builder.build(),
+        }
+        .unwrap();
+        self.clusters.lock().unwrap().push(cluster);
+        store
     }
 }
 

@@ -51,22 +51,20 @@ impl Redis {
     ) -> RedisStore {
         let prefix = format!("keel-test-{:016x}:", fastrand::u64(..));
         self.prefixes.lock().unwrap().push(prefix.clone());
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                let builder = RedisStore::builder(
-                    connect(&url()).await,
-                    RedisConfig::default().with_prefix(prefix),
-                    config,
-                )
-                .clock(clock);
-                let builder = match observer {
-                    Some(o) => builder
-                        .observer(move |e: &keel_session_store::Event<'_>| o.on_event(e))
-                        .name("conformance"),
-                    None => builder,
-                };
-                builder.build().await.unwrap()
-            })
+        conformance::block_on(async {
+            let builder = RedisStore::builder(
+                connect(&url()).await,
+                RedisConfig::default().with_prefix(prefix),
+                config,
+            )
+            .clock(clock);
+            let builder = match observer {
+                Some(o) => builder
+                    .observer(move |e: &keel_session_store::Event<'_>| o.on_event(e))
+                    .name("conformance"),
+                None => builder,
+            };
+            builder.build().await.unwrap()
         })
     }
 

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keel_fault::free_port;
 use keel_session_store::raft::wire::Secret;
 use keel_session_store::raft::{Consistency, RaftClientConfig, RaftSessionStore, Status};
 use tempfile::TempDir;
@@ -29,14 +29,9 @@ pub(crate) struct Node {
 pub(crate) struct Cluster {
     dir: TempDir,
     pub(crate) nodes: Vec<Node>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    /// The client the waits poll through (its connections kept between
+    /// polls).
+    probe: RaftSessionStore,
 }
 
 impl Cluster {
@@ -44,14 +39,16 @@ impl Cluster {
     pub(crate) async fn start(size: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-        let nodes = (1..=size)
+        let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
                 id,
-                addr: format!("127.0.0.1:{}", free_port()),
+                addr: format!("127.0.0.1:{}", free_port().unwrap()),
                 child: None,
             })
             .collect();
-        let mut cluster = Self { dir, nodes };
+        let addrs = nodes.iter().map(|n| n.addr.clone());
+        let probe = RaftSessionStore::new(RaftClientConfig::new(addrs, secret())).unwrap();
+        let mut cluster = Self { dir, nodes, probe };
         for id in 1..=size {
             cluster.spawn(id);
         }
@@ -116,7 +113,7 @@ impl Cluster {
         let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
         self.nodes.push(Node {
             id,
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: format!("127.0.0.1:{}", free_port().unwrap()),
             child: None,
         });
         self.spawn(id);
@@ -174,7 +171,7 @@ impl Cluster {
     /// Node `id`'s own view, if it answers.
     pub(crate) async fn status_of(&self, id: u64) -> Option<Status> {
         let addr = self.nodes.iter().find(|n| n.id == id)?.addr.clone();
-        self.client().node_status(&addr).await.ok()
+        self.probe.node_status(&addr).await.ok()
     }
 
     /// The leader a majority of the nodes not in `down` agree on, and how
@@ -209,7 +206,7 @@ impl Cluster {
     pub(crate) async fn caught_up(&self, id: u64) -> Duration {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
-            let leader = self.client().status().await.ok();
+            let leader = self.probe.status().await.ok();
             let mine = self.status_of(id).await;
             if let (Some(leader), Some(mine)) = (leader, mine)
                 && mine.last_applied >= leader.last_applied

@@ -162,6 +162,7 @@ impl RaftStoreBuilder {
         let inner = Inner {
             events: Events::new(Arc::from(name.as_str()), observer),
             wire: WireConfig::new(0, config.secret.clone()),
+            nodes: config.nodes.iter().map(|n| Arc::from(n.as_str())).collect(),
             leader: Mutex::new(None),
             callers: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
@@ -218,7 +219,9 @@ struct Inner {
     config: RaftClientConfig,
     events: Events,
     wire: WireConfig,
-    leader: Mutex<Option<String>>,
+    /// The nodes named in the config, shared so picking one copies nothing.
+    nodes: Vec<Arc<str>>,
+    leader: Mutex<Option<Arc<str>>>,
     callers: Mutex<HashMap<String, Vec<Caller>>>,
     /// Held while a connection is being opened.
     opening: tokio::sync::Mutex<()>,
@@ -389,16 +392,16 @@ impl RaftSessionStore {
 
     /// The node to call: the leader when known (or any node for a stale
     /// read), else the next in turn.
-    fn target(&self, to_leader: bool) -> String {
-        let nodes = &self.inner.config.nodes;
+    fn target(&self, to_leader: bool) -> Arc<str> {
+        let nodes = &self.inner.nodes;
         let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
         if to_leader && let Some(leader) = self.leader().clone() {
             return leader;
         }
-        nodes[turn % nodes.len()].clone()
+        Arc::clone(&nodes[turn % nodes.len()])
     }
 
-    fn leader(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    fn leader(&self) -> std::sync::MutexGuard<'_, Option<Arc<str>>> {
         self.inner
             .leader
             .lock()
@@ -414,8 +417,15 @@ impl RaftSessionStore {
             .callers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let live: Vec<&Caller> = callers.get(addr)?.iter().filter(|c| c.is_alive()).collect();
-        (live.len() >= self.inner.config.connections).then(|| live[turn % live.len()].clone())
+        let list = callers.get(addr)?;
+        let live = list.iter().filter(|c| c.is_alive()).count();
+        if live < self.inner.config.connections {
+            return None;
+        }
+        list.iter()
+            .filter(|c| c.is_alive())
+            .nth(turn % live)
+            .cloned()
     }
 
     /// One of the connections to `addr`, opened if need be.
@@ -445,7 +455,7 @@ impl RaftSessionStore {
         let addr = self.target(to_leader);
         let forget = |this: &Self| {
             let mut leader = this.leader();
-            if leader.as_deref() == Some(addr.as_str()) {
+            if leader.as_deref() == Some(&*addr) {
                 *leader = None;
             }
         };
@@ -479,7 +489,7 @@ impl RaftSessionStore {
         match bounced {
             Bounce::NotLeader { leader } => {
                 if let Some((_, addr)) = leader {
-                    *self.leader() = Some(addr);
+                    *self.leader() = Some(Arc::from(addr));
                 }
                 Err(Attempt::Redirected)
             }

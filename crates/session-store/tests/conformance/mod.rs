@@ -36,6 +36,16 @@ pub(crate) trait Factory {
     ) -> Self::Store;
 }
 
+/// Runs `future` to completion from a factory (the suite's factories are
+/// synchronous) on the current multi-thread runtime.
+#[allow(
+    dead_code,
+    reason = "the in-process backends' factories build their stores without a runtime"
+)]
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
 fn base() -> StoreConfig {
     StoreConfig::default().with_default_ttl(Duration::from_secs(60))
 }

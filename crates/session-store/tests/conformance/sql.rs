@@ -53,19 +53,15 @@ macro_rules! sql_factory {
                 ) -> $store {
                     let schema = fresh_schema();
                     self.schemas.lock().unwrap().push(schema.clone());
-                    // The suite's factory is synchronous; the store is built on this
-                    // (multi-thread) runtime.
-                    tokio::task::block_in_place(|| {
-                        tokio::runtime::Handle::current().block_on(async {
-                            let pool = pool().await;
-                            let sql = SqlConfig::default().with_schema(schema);
-                            $store::migrate(&pool, &sql).await.unwrap();
-                            let mut builder = $store::builder(pool, sql, config).clock(clock);
-                            if let Some(observe) = observer {
-                                builder = observe(builder);
-                            }
-                            builder.build().await.unwrap()
-                        })
+                    crate::conformance::block_on(async {
+                        let pool = pool().await;
+                        let sql = SqlConfig::default().with_schema(schema);
+                        $store::migrate(&pool, &sql).await.unwrap();
+                        let mut builder = $store::builder(pool, sql, config).clock(clock);
+                        if let Some(observe) = observer {
+                            builder = observe(builder);
+                        }
+                        builder.build().await.unwrap()
                     })
                 }
 
