@@ -106,6 +106,17 @@ fn tower_layers(c: &mut Criterion) {
         );
         let keel = CircuitBreakerLayer::new(keel_breaker()).layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "keel", Tower(keel));
+        // Made once for the process, as a service's breaker per database is.
+        let process_wide: &'static CircuitBreaker = Box::leak(Box::new(keel_breaker()));
+        let keel_static =
+            CircuitBreakerLayer::from_static(process_wide).layer(bare_service::<std::io::Error>());
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "keel (static breaker)",
+            Tower(keel_static),
+        );
         let resilience = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
             .build()
             .expect("default config is valid")

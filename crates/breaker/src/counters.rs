@@ -1,8 +1,9 @@
-//! Striped event counters: each thread adds to its own cache line, so the
-//! Closed path never makes two cores fight over one line.
+//! Per-thread event counters: a call adds to the slot of the thread it
+//! runs on, so the Closed path never makes two cores fight over one line.
+//! The first threads each own a slot outright and count with a plain load
+//! and store (no locked instruction: only the owner writes, readers sum);
+//! threads past those share the last slot and count with atomic adds.
 
-use std::cell::Cell;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Keeps a value on its own cache line (128 bytes: two lines, because
@@ -19,7 +20,7 @@ impl<T> std::ops::Deref for Padded<T> {
 }
 
 #[derive(Debug, Default)]
-struct Shard {
+struct Slot {
     successes: AtomicU64,
     failures: AtomicU64,
     ignored: AtomicU64,
@@ -37,7 +38,7 @@ pub(crate) enum Counter {
     Rejections,
 }
 
-/// Totals across all shards.
+/// Totals across all slots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
     pub(crate) successes: u64,
@@ -49,60 +50,63 @@ pub(crate) struct Totals {
 
 #[derive(Debug)]
 pub(crate) struct Counters {
-    shards: Box<[Padded<Shard>]>,
-    mask: usize,
+    /// One per owning thread, then the shared one.
+    slots: Box<[Padded<Slot>]>,
 }
 
-fn shard_count() -> usize {
-    static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        cpus.next_power_of_two().clamp(1, 64)
-    })
+/// Owned slots: twice the cores (a runtime's workers plus the threads
+/// around them), at least 16; plus the shared one.
+fn slot_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(16, |n| n.get() * 2)
+        .clamp(16, 128)
+        + 1
 }
 
-thread_local! {
-    static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
+/// This thread's number, given out in order on first use and never reused,
+/// so no two threads ever own the same slot.
 #[inline]
-fn thread_index() -> usize {
+fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    THREAD_INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed);
-            index.set(i);
-        }
-        i
-    })
+    thread_local! {
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
-        let n = shard_count();
         Self {
-            shards: (0..n).map(|_| Padded::default()).collect(),
-            mask: n - 1,
+            slots: (0..slot_count()).map(|_| Padded::default()).collect(),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter) {
-        let shard = &self.shards[thread_index() & self.mask];
+        let shared = self.slots.len() - 1;
+        let number = thread_number();
+        let slot = &self.slots[number.min(shared)];
         let cell = match counter {
-            Counter::Successes => &shard.successes,
-            Counter::Failures => &shard.failures,
-            Counter::Ignored => &shard.ignored,
-            Counter::Cancelled => &shard.cancelled,
-            Counter::Rejections => &shard.rejections,
+            Counter::Successes => &slot.successes,
+            Counter::Failures => &slot.failures,
+            Counter::Ignored => &slot.ignored,
+            Counter::Cancelled => &slot.cancelled,
+            Counter::Rejections => &slot.rejections,
         };
-        cell.fetch_add(1, Ordering::Relaxed);
+        if number < shared {
+            // Owned: this thread is the only writer.
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        } else {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn totals(&self) -> Totals {
         let mut t = Totals::default();
-        for s in self.shards.iter() {
+        for s in self.slots.iter() {
             t.successes += s.successes.load(Ordering::Relaxed);
             t.failures += s.failures.load(Ordering::Relaxed);
             t.ignored += s.ignored.load(Ordering::Relaxed);
@@ -120,7 +124,9 @@ mod tests {
     #[test]
     fn totals_add_up_across_threads() {
         let counters = std::sync::Arc::new(Counters::new());
-        let handles: Vec<_> = (0..8)
+        // More threads than owned slots: the rest share the last one.
+        let threads = slot_count() + 8;
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let c = counters.clone();
                 std::thread::spawn(move || {
@@ -135,8 +141,8 @@ mod tests {
             h.join().unwrap();
         }
         let t = counters.totals();
-        assert_eq!(t.successes, 8000);
-        assert_eq!(t.rejections, 8);
+        assert_eq!(t.successes, 1000 * threads as u64);
+        assert_eq!(t.rejections, threads as u64);
         assert_eq!(t.failures, 0);
     }
 }

@@ -169,3 +169,80 @@ async fn inner_readiness_errors_count_as_failures() {
     assert!(err.downcast_ref::<Down>().is_some());
     assert_eq!(svc.breaker().state(), State::Open);
 }
+
+/// A trial slot reserved by `poll_ready` comes back when the service is
+/// dropped without calling: the next caller gets it.
+#[tokio::test]
+async fn a_service_dropped_after_poll_ready_gives_its_trial_back() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder(
+        BreakerConfig::default()
+            .with_consecutive_failures(Some(1))
+            .with_half_open(HalfOpenConfig::new(1, 1)),
+    )
+    .clock(clock.clone())
+    .build()
+    .unwrap();
+    let layer = CircuitBreakerLayer::new(b.clone());
+    let mut svc = layer.layer(Counting::default());
+    assert!(svc.ready().await.unwrap().call(true).await.is_err());
+    clock.advance(Duration::from_secs(60));
+    svc.ready().await.unwrap();
+    // The slot is taken: another service is turned away...
+    let mut other = layer.layer(Counting::default());
+    assert!(other.ready().await.unwrap().call(false).await.is_err());
+    // ...until the holder goes without calling.
+    drop(svc);
+    let mut next = layer.layer(Counting::default());
+    assert_eq!(
+        next.ready().await.unwrap().call(false).await.unwrap(),
+        "row"
+    );
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.info().cancelled, 1);
+}
+
+/// The wait between `poll_ready` and `call` is not the call's time: a call
+/// made long after its service became ready is not slow.
+#[tokio::test]
+async fn slow_calls_are_timed_from_call_not_from_poll_ready() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder(
+        BreakerConfig::default().with_slow_calls(0.5, Duration::from_secs(1)),
+    )
+    .clock(clock.clone())
+    .build()
+    .unwrap();
+    let mut svc = CircuitBreakerLayer::new(b.clone()).layer(Counting::default());
+    svc.ready().await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(svc.call(false).await.unwrap(), "row");
+    let window = b.info().window.unwrap();
+    assert_eq!((window.calls, window.slow), (1, 0));
+    // A call that itself takes long is slow.
+    let slow = svc.ready().await.unwrap().call(false);
+    clock.advance(Duration::from_secs(5));
+    slow.await.unwrap();
+    let window = b.info().window.unwrap();
+    assert_eq!((window.calls, window.slow), (2, 1));
+}
+
+/// A layer over a `'static` breaker behaves as one over an owned breaker:
+/// its services and their clones share it, failures trip it, an open
+/// breaker turns calls away without calling the inner service.
+#[tokio::test]
+async fn a_static_breaker_guards_like_an_owned_one() {
+    let clock = ManualClock::new();
+    let b: &'static CircuitBreaker = Box::leak(Box::new(breaker(&clock)));
+    let inner = Counting::default();
+    let mut svc = CircuitBreakerLayer::from_static(b).layer(inner.clone());
+    let mut clone = svc.clone();
+    assert_eq!(svc.ready().await.unwrap().call(false).await.unwrap(), "row");
+    assert!(clone.ready().await.unwrap().call(true).await.is_err());
+    assert_eq!(b.state(), State::Open);
+    let err = svc.ready().await.unwrap().call(false).await.unwrap_err();
+    assert!(err.downcast_ref::<Rejected>().is_some());
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    assert_eq!((b.info().successes, b.info().failures), (1, 1));
+    assert!(std::ptr::eq(svc.breaker(), b));
+}

@@ -11,6 +11,8 @@ mod builder;
 mod machine;
 mod permit;
 mod rejected;
+#[cfg(feature = "tower")]
+mod source;
 #[cfg(test)]
 mod tests;
 
@@ -27,8 +29,12 @@ use permit::Handle;
 
 pub use builder::BreakerBuilder;
 pub(crate) use machine::{ExternalPolicy, Shared};
+#[cfg(feature = "tower")]
+pub(crate) use permit::Ticket;
 pub use permit::{OwnedPermit, Permit};
 pub use rejected::Rejected;
+#[cfg(feature = "tower")]
+pub(crate) use source::Source;
 
 /// A circuit breaker. Clones share one breaker; it is `Send + Sync`.
 ///
@@ -136,18 +142,6 @@ impl CircuitBreaker {
         let ticket = self.shared.acquire()?;
         Ok(OwnedPermit {
             handle: Some(Handle::Shared(Arc::clone(&self.shared))),
-            ticket,
-        })
-    }
-
-    /// Like [`try_acquire_owned`](Self::try_acquire_owned), through a handle
-    /// that one tower service clone owns (see [`Handle::Local`]).
-    #[cfg(feature = "tower")]
-    #[inline]
-    pub(crate) fn try_acquire_local(handle: &Arc<CircuitBreaker>) -> Result<OwnedPermit, Rejected> {
-        let ticket = handle.shared.acquire()?;
-        Ok(OwnedPermit {
-            handle: Some(Handle::Local(Arc::clone(handle))),
             ticket,
         })
     }

@@ -20,11 +20,11 @@ pub(super) enum Kind {
 /// that carry permits copy them around, and mixed-width fields there cost
 /// store-forwarding stalls on the hot path.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Ticket {
+pub(crate) struct Ticket {
     /// Generation << 2 | kind.
     pub(super) tag: u64,
     /// Nanoseconds since `base` when the call started; 0 if not timed.
-    pub(super) started: u64,
+    pub(crate) started: u64,
 }
 
 impl Ticket {
@@ -33,6 +33,33 @@ impl Ticket {
         Self {
             tag: generation << 2 | kind as u64,
             started,
+        }
+    }
+
+    /// The ticket in one odd word (never 0, never [`Self::REJECTED`]), for a
+    /// tower service to keep between `poll_ready` and `call`: a single word
+    /// is stored and loaded whole, where a two-word copy read back as one
+    /// wide load stalls store forwarding. Keeps whether the call is timed,
+    /// not when: the start is stamped when the call begins.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn reserve(self) -> u64 {
+        self.tag << 2 | u64::from(self.started != 0) << 1 | 1
+    }
+
+    /// A word [`reserve`](Self::reserve) never gives, for a reservation
+    /// that was turned away.
+    #[cfg(feature = "tower")]
+    pub(crate) const REJECTED: u64 = 2;
+
+    /// The ticket [`reserve`](Self::reserve) kept; a timed one reads as
+    /// started at 1 ns until [`stamp`](Self::stamp)ed.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn reserved(word: u64) -> Self {
+        Self {
+            tag: word >> 2,
+            started: word >> 1 & 1,
         }
     }
 
@@ -81,6 +108,9 @@ pub(super) enum Handle {
     /// `Arc<Shared>` would bounce one line between all callers.
     #[cfg(feature = "tower")]
     Local(Arc<CircuitBreaker>),
+    /// To a breaker that lives as long as the process: no count to keep.
+    #[cfg(feature = "tower")]
+    Static(&'static Shared),
 }
 
 impl std::ops::Deref for Handle {
@@ -91,6 +121,8 @@ impl std::ops::Deref for Handle {
             Handle::Shared(shared) => shared,
             #[cfg(feature = "tower")]
             Handle::Local(breaker) => &breaker.shared,
+            #[cfg(feature = "tower")]
+            Handle::Static(shared) => shared,
         }
     }
 }
@@ -140,20 +172,18 @@ impl OwnedPermit {
     /// Reports `outcome`.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        if let Some(handle) = self.handle.take() {
-            handle.complete(self.ticket, outcome);
-        }
+        self.settle(outcome);
     }
 
-    /// Restarts the slow-call timer: a permit taken ahead of the call (as the
-    /// tower service does in `poll_ready`) times the call, not the wait.
-    #[cfg(feature = "tower")]
+    /// Reports `outcome` in place, once: a future that holds the permit
+    /// reads its words where they are instead of moving it out first (a
+    /// move reads them back as one wide load, which stalls on the narrow
+    /// stores that wrote them).
     #[inline]
-    pub(crate) fn restart_timer(&mut self) {
-        if self.ticket.started != 0
-            && let Some(handle) = &self.handle
-        {
-            self.ticket.started = handle.now_nanos().max(1);
+    pub(crate) fn settle(&mut self, outcome: Outcome) {
+        if let Some(handle) = &self.handle {
+            handle.complete(self.ticket, outcome);
+            self.handle = None;
         }
     }
 }

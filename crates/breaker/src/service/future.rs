@@ -26,7 +26,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<F> {
-        Called { #[pin] future: F, permit: Option<OwnedPermit> },
+        Called { #[pin] future: F, permit: OwnedPermit },
         Rejected { rejected: Rejected },
     }
 }
@@ -34,10 +34,7 @@ pin_project! {
 impl<F, C> ResponseFuture<F, C> {
     pub(super) fn called(future: F, permit: OwnedPermit, classifier: C) -> Self {
         Self {
-            kind: Kind::Called {
-                future,
-                permit: Some(permit),
-            },
+            kind: Kind::Called { future, permit },
             classifier,
         }
     }
@@ -65,9 +62,7 @@ where
             KindProj::Rejected { rejected } => Poll::Ready(Err(Box::new(*rejected))),
             KindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
-                if let Some(permit) = permit.take() {
-                    permit.record(this.classifier.classify(&result));
-                }
+                permit.settle(this.classifier.classify(&result));
                 Poll::Ready(result.map_err(Into::into))
             }
         }

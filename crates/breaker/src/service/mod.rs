@@ -44,12 +44,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use crate::breaker::{CircuitBreaker, OwnedPermit, Rejected};
+use crate::breaker::{CircuitBreaker, Rejected, Source, Ticket};
 use crate::classify::{Classify, DefaultClassifier};
 
 pub mod future;
@@ -66,15 +65,52 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     inner: S,
-    /// A handle to the shared breaker: this service's own once it has been
-    /// polled (see `try_acquire_local`); a fresh clone borrows its parent's
-    /// until then, so a clone that is never polled (the spare a retry layer
-    /// takes per call) costs one reference count and no allocation.
-    breaker: Arc<CircuitBreaker>,
-    own: bool,
+    gate: Gate,
     classifier: C,
-    /// Taken in `poll_ready`, spent in `call`.
-    ready: Option<Result<OwnedPermit, Rejected>>,
+}
+
+/// The breaker and the verdict `poll_ready` reserved for the next `call`:
+/// one word ([`Ticket::reserve`]); the handle the call's future needs is
+/// taken only in `call`. Dropped unused, the reservation is given back (a
+/// half-open trial slot is freed).
+#[derive(Debug)]
+struct Gate {
+    source: Source,
+    /// 0: nothing reserved; [`Ticket::REJECTED`]: turned away, why in
+    /// `rejected`; else the reserved ticket.
+    reserved: u64,
+    rejected: Option<Rejected>,
+}
+
+impl Gate {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            reserved: 0,
+            rejected: None,
+        }
+    }
+
+    /// Takes the reservation, or decides now if there is none.
+    #[inline]
+    fn take(&mut self) -> Result<Ticket, Rejected> {
+        match std::mem::take(&mut self.reserved) {
+            0 => self.source.acquire(),
+            Ticket::REJECTED => self
+                .rejected
+                .take()
+                .map_or_else(|| self.source.acquire(), Err),
+            word => Ok(Ticket::reserved(word)),
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if self.reserved & 1 == 1 {
+            self.source.abandon(Ticket::reserved(self.reserved));
+        }
+    }
 }
 
 impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
@@ -82,10 +118,8 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breaker: Arc::clone(&self.breaker),
-            own: false,
+            gate: Gate::new(self.gate.source.clone()),
             classifier: self.classifier.clone(),
-            ready: None,
         }
     }
 }
@@ -95,23 +129,33 @@ impl<S> CircuitBreakerService<S> {
     pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
         Self::with_classifier(inner, breaker, DefaultClassifier)
     }
+
+    /// Guards `inner` with a breaker that lives as long as the process
+    /// (a `static`, or one leaked at startup): its calls keep no reference
+    /// count, the cheapest way through the layer (see
+    /// [`CircuitBreakerLayer::from_static`]).
+    pub fn from_static(inner: S, breaker: &'static CircuitBreaker) -> Self {
+        Self::from_source(inner, Source::Static(breaker), DefaultClassifier)
+    }
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
     /// Guards `inner` with `breaker`, letting `classifier` judge results.
     pub fn with_classifier(inner: S, breaker: CircuitBreaker, classifier: C) -> Self {
+        Self::from_source(inner, Source::new(breaker), classifier)
+    }
+
+    pub(crate) fn from_source(inner: S, source: Source, classifier: C) -> Self {
         Self {
             inner,
-            breaker: Arc::new(breaker),
-            own: true,
+            gate: Gate::new(source),
             classifier,
-            ready: None,
         }
     }
 
     /// The breaker.
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+        self.gate.source.breaker()
     }
 
     /// The inner service.
@@ -142,16 +186,18 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !self.own {
-            // Polled: this clone makes calls, so it gets a handle no other
-            // clone's calls touch.
-            self.breaker = Arc::new(CircuitBreaker::clone(&self.breaker));
-            self.own = true;
+        let gate = &mut self.gate;
+        if gate.reserved == 0 {
+            gate.source.claim();
+            gate.reserved = match gate.source.acquire() {
+                Ok(ticket) => ticket.reserve(),
+                Err(rejected) => {
+                    gate.rejected = Some(rejected);
+                    Ticket::REJECTED
+                }
+            };
         }
-        let ready = self
-            .ready
-            .get_or_insert_with(|| CircuitBreaker::try_acquire_local(&self.breaker));
-        if ready.is_err() {
+        if gate.reserved == Ticket::REJECTED {
             // Ready to answer with the rejection; the inner service is left alone.
             return Poll::Ready(Ok(()));
         }
@@ -160,14 +206,15 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
                 // The inner service failing to become ready is the backend failing.
-                if let Some(Ok(permit)) = self.ready.take() {
-                    let result = Err(e);
-                    permit.record(self.classifier.classify(&result));
-                    if let Err(e) = result {
-                        return Poll::Ready(Err(e.into()));
-                    }
+                let result = Err(e);
+                if let Ok(ticket) = gate.take() {
+                    gate.source
+                        .record(ticket, self.classifier.classify(&result));
                 }
-                Poll::Ready(Ok(()))
+                match result {
+                    Err(e) => Poll::Ready(Err(e.into())),
+                    Ok(_) => Poll::Ready(Ok(())),
+                }
             }
         }
     }
@@ -175,16 +222,14 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         // Called without `poll_ready` is a caller bug; decide now rather than panic.
-        let ready = self
-            .ready
-            .take()
-            .unwrap_or_else(|| CircuitBreaker::try_acquire_local(&self.breaker));
-        match ready {
+        let gate = &mut self.gate;
+        match gate.take() {
             Err(rejected) => ResponseFuture::rejected(rejected, self.classifier.clone()),
-            Ok(mut permit) => {
-                permit.restart_timer();
-                ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
-            }
+            Ok(ticket) => ResponseFuture::called(
+                self.inner.call(request),
+                gate.source.permit(ticket),
+                self.classifier.clone(),
+            ),
         }
     }
 }
