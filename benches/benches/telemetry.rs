@@ -1,6 +1,6 @@
 //! What telemetry and health cost per call, with the Prometheus recorder
 //! installed and no tracing subscriber (a service that has not configured
-//! tracing; every span here is disabled at its callsite).
+//! tracing: keel then makes no span).
 //!
 //! Groups:
 //! - `telemetry layer, N task(s)`: a ready no-op `http` service (`bare`)
@@ -8,11 +8,13 @@
 //!   with its defaults, and a naive layer that calls `metrics::histogram!`
 //!   and `counter!` by name on every call (a hand-written future, no box:
 //!   only the by-name lookup differs from keel), and a floor: a layer that
-//!   does only what any telemetry layer must (the same disabled span, two
-//!   reads of the same clock), so keel − floor is keel's own bookkeeping.
+//!   does only what any telemetry layer must (two reads of the same clock;
+//!   keel's span only if a subscriber wants it, as keel does), so keel −
+//!   floor is keel's own bookkeeping.
 //! - `stack, N task(s)`: telemetry + retry + breaker together (keel's
-//!   recommended order) around a ready no-op service (`bare`), next to each
-//!   layer alone.
+//!   recommended order) around a ready no-op service (`bare`), with the
+//!   breaker held by reference count and made once for the process
+//!   (`from_static`), next to each layer alone.
 //! - `health probe, 1 task`: `/health/ready` and `/health/detailed`
 //!   through keel-health's tower service, answered from cached results.
 
@@ -118,8 +120,9 @@ impl<F: Future<Output = Result<T, E>>, T, E> Future for NaiveFuture<F> {
     }
 }
 
-/// The floor under any telemetry layer: the span keel opens and the two
-/// clock reads a latency needs, nothing recorded.
+/// The floor under any telemetry layer: the two clock reads a latency
+/// needs, and keel's span when a subscriber wants it (here none does),
+/// nothing recorded.
 #[derive(Clone)]
 struct Floor<S>(S);
 
@@ -133,14 +136,18 @@ impl<S: Service<Request<String>>> Service<Request<String>> for Floor<S> {
     }
 
     fn call(&mut self, request: Request<String>) -> Self::Future {
-        let span = tracing::info_span!(
-            "db.operation",
-            otel.name = "orders",
-            db.system.name = "postgresql",
-            server.address = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "db.operation",
+                otel.name = "orders",
+                db.system.name = "postgresql",
+                server.address = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let inner = span.in_scope(|| self.0.call(request));
         FloorFuture {
             inner,
@@ -200,7 +207,7 @@ fn layers(c: &mut Criterion) {
             &mut g,
             &rt,
             tasks,
-            "floor: span + two clock reads",
+            "floor: two clock reads",
             Http(Floor(Noop)),
         );
         g.finish();
@@ -234,6 +241,20 @@ fn stack(c: &mut Criterion) {
             .layer(keel_breaker::CircuitBreakerLayer::new(breaker()))
             .service(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "keel", Tower(keel));
+        // The breaker made once for the process: no reference count per call.
+        let process_wide: &'static keel_breaker::CircuitBreaker = Box::leak(Box::new(breaker()));
+        let keel_static = tower::ServiceBuilder::new()
+            .layer(TelemetryLayer::new("stack"))
+            .layer(keel_retry::RetryLayer::new(retrier()))
+            .layer(keel_breaker::CircuitBreakerLayer::from_static(process_wide))
+            .service(bare_service::<std::io::Error>());
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "keel (static breaker)",
+            Tower(keel_static),
+        );
         let telemetry =
             TelemetryLayer::new("stack-telemetry").layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "telemetry alone", Tower(telemetry));
