@@ -21,7 +21,8 @@ use stats::{Labels, LayerStats};
 /// (`db.client.operation.duration`, whose count is the outcome counter),
 /// calls in flight, errors by `error.type`, and a `tracing` span per call
 /// named `db.operation` with the OpenTelemetry attributes
-/// (`db.system.name`, `server.address`, `error.type`).
+/// (`db.system.name`, `server.address`, `error.type`), made only when a
+/// `tracing` subscriber wants INFO spans.
 ///
 /// Put it outermost, so it sees what the caller sees (retries included in
 /// the latency, a rejection by the breaker as `rejected`). Labels are the
