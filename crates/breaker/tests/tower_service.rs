@@ -119,17 +119,22 @@ async fn classifier_keeps_caller_errors_from_tripping() {
     assert_eq!(svc.breaker().info().ignored, 5);
 }
 
-#[tokio::test]
-async fn a_clone_starts_not_ready_and_never_shares_a_trial_permit() {
-    let clock = ManualClock::new();
-    let b = CircuitBreaker::builder(
+/// Opens on one failure; half-open, admits one trial at a time.
+fn one_trial_breaker(clock: &ManualClock) -> CircuitBreaker {
+    CircuitBreaker::builder(
         BreakerConfig::default()
             .with_consecutive_failures(Some(1))
             .with_half_open(HalfOpenConfig::new(1, 1)),
     )
     .clock(clock.clone())
     .build()
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_clone_starts_not_ready_and_never_shares_a_trial_permit() {
+    let clock = ManualClock::new();
+    let b = one_trial_breaker(&clock);
     let mut svc = CircuitBreakerLayer::new(b.clone()).layer(Counting::default());
     assert!(svc.ready().await.unwrap().call(true).await.is_err());
     clock.advance(Duration::from_secs(60));
@@ -175,14 +180,7 @@ async fn inner_readiness_errors_count_as_failures() {
 #[tokio::test]
 async fn a_service_dropped_after_poll_ready_gives_its_trial_back() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder(
-        BreakerConfig::default()
-            .with_consecutive_failures(Some(1))
-            .with_half_open(HalfOpenConfig::new(1, 1)),
-    )
-    .clock(clock.clone())
-    .build()
-    .unwrap();
+    let b = one_trial_breaker(&clock);
     let layer = CircuitBreakerLayer::new(b.clone());
     let mut svc = layer.layer(Counting::default());
     assert!(svc.ready().await.unwrap().call(true).await.is_err());
