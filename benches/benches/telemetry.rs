@@ -14,7 +14,8 @@
 //! - `stack, N task(s)`: telemetry + retry + breaker together (keel's
 //!   recommended order) around a ready no-op service (`bare`), with the
 //!   breaker held by reference count and made once for the process
-//!   (`from_static`), next to each layer alone.
+//!   (`from_static`), the stack cloned for each call (as axum handlers
+//!   use a service), next to each layer alone.
 //! - `health probe, 1 task`: `/health/ready` and `/health/detailed`
 //!   through keel-health's tower service, answered from cached results.
 
@@ -240,7 +241,9 @@ fn stack(c: &mut Criterion) {
             .layer(keel_retry::RetryLayer::new(retrier()))
             .layer(keel_breaker::CircuitBreakerLayer::new(breaker()))
             .service(bare_service::<std::io::Error>());
-        bench(&mut g, &rt, tasks, "keel", Tower(keel));
+        bench(&mut g, &rt, tasks, "keel", Tower(keel.clone()));
+        // A clone per call, as axum handlers use a service.
+        bench(&mut g, &rt, tasks, "keel, a clone per call", Oneshot(keel));
         // The breaker made once for the process: no reference count per call.
         let process_wide: &'static keel_breaker::CircuitBreaker = Box::leak(Box::new(breaker()));
         let keel_static = tower::ServiceBuilder::new()
@@ -264,6 +267,19 @@ fn stack(c: &mut Criterion) {
             .layer(bare_service::<std::io::Error>());
         bench(&mut g, &rt, tasks, "breaker alone", Tower(cb));
         g.finish();
+    }
+}
+
+/// A service cloned for each call (`svc.clone().oneshot(request)`).
+#[derive(Clone)]
+struct Oneshot<S>(S);
+
+impl<S> Subject for Oneshot<S>
+where
+    S: Service<(), Future: Send> + Clone + Send + Sync + 'static,
+{
+    async fn call(&mut self) {
+        let _ = black_box(self.0.clone().oneshot(()).await);
     }
 }
 
