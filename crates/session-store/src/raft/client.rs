@@ -164,8 +164,7 @@ impl RaftStoreBuilder {
             wire: WireConfig::new(0, config.secret.clone()),
             nodes: config.nodes.iter().map(|n| Arc::from(n.as_str())).collect(),
             leader: Mutex::new(None),
-            callers: Mutex::default(),
-            opening: tokio::sync::Mutex::new(()),
+            peers: Mutex::default(),
             turn: AtomicUsize::new(0),
             writes: build(Idempotency::NonIdempotent)?,
             reads: build(Idempotency::Idempotent)?,
@@ -222,14 +221,20 @@ struct Inner {
     /// The nodes named in the config, shared so picking one copies nothing.
     nodes: Vec<Arc<str>>,
     leader: Mutex<Option<Arc<str>>>,
-    callers: Mutex<HashMap<String, Vec<Caller>>>,
-    /// Held while a connection is being opened.
-    opening: tokio::sync::Mutex<()>,
+    peers: Mutex<HashMap<String, Peer>>,
     turn: AtomicUsize,
     /// Writes are retried only when they certainly had no effect.
     writes: Retrier<Classifier>,
     /// Reads and admin status are retried on any transient failure.
     reads: Retrier<Classifier>,
+}
+
+/// A node this client talks to.
+#[derive(Default)]
+struct Peer {
+    callers: Vec<Caller>,
+    /// Held while a connection to the node is being opened.
+    opening: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Sessions in a replicated cluster of [`RaftNode`](super::RaftNode)s.
@@ -282,12 +287,9 @@ impl RaftSessionStore {
     /// The connections this client (and its clones) holds open, to all
     /// nodes: at most `connections` per node it has talked to.
     pub fn open_connections(&self) -> usize {
-        self.inner
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.peers()
             .values()
-            .map(|list| list.iter().filter(|c| c.is_alive()).count())
+            .map(|peer| peer.callers.iter().filter(|c| c.is_alive()).count())
             .sum()
     }
 
@@ -412,12 +414,8 @@ impl RaftSessionStore {
     /// that many.
     fn open_caller(&self, addr: &str) -> Option<Caller> {
         let turn = self.inner.turn.load(Ordering::Relaxed);
-        let callers = self
-            .inner
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let list = callers.get(addr)?;
+        let peers = self.peers();
+        let list = &peers.get(addr)?.callers;
         let live = list.iter().filter(|c| c.is_alive()).count();
         if live < self.inner.config.connections {
             return None;
@@ -433,22 +431,27 @@ impl RaftSessionStore {
         if let Some(open) = self.open_caller(addr) {
             return Ok(open);
         }
-        // One connection opened at a time: 256 first calls at once must
-        // not open 256 connections.
-        let _opening = self.inner.opening.lock().await;
+        // One connection to a node opened at a time: 256 first calls at
+        // once must not open 256 connections, and a node that hangs in its
+        // handshake holds up only the calls waiting for it.
+        let opening = Arc::clone(&self.peers().entry(addr.to_owned()).or_default().opening);
+        let _opening = opening.lock().await;
         if let Some(open) = self.open_caller(addr) {
             return Ok(open);
         }
         let caller = connect(addr, &self.inner.wire, None).await?;
-        let mut callers = self
-            .inner
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let list = callers.entry(addr.to_owned()).or_default();
+        let mut peers = self.peers();
+        let list = &mut peers.entry(addr.to_owned()).or_default().callers;
         list.retain(Caller::is_alive);
         list.push(caller.clone());
         Ok(caller)
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
+        self.inner
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn attempt(&self, request: &Request, to_leader: bool) -> Result<Answer, Attempt> {
