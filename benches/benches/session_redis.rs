@@ -3,8 +3,9 @@
 //! connection manager (it multiplexes every call); get, update (read, new
 //! data, compare-and-swap) and create, each on a random session.
 //!
-//! - `keel`: `RedisStore` (a Lua script per operation, decoding the hash
-//!   into a `Session`);
+//! - `keel`: `RedisStore` (a get one GET decoded into a `Session`; a
+//!   write a Lua script, its data staged by a native SET in the same
+//!   MULTI/EXEC);
 //! - `floor: bare GET/SET`: the same 2 KB as one string per session, read
 //!   with GET, updated with GET then SET, created with SET, on the same
 //!   multiplexed connection: what the server and driver allow.

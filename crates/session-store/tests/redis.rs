@@ -254,29 +254,95 @@ async fn a_restart_is_survived_and_the_loss_reported() {
     drop(server);
 }
 
-/// Another program overwrote one session's key with a string: that
-/// session is `Unreadable`, named (its first digits only), and the others
-/// keep serving.
+/// Other programs overwrote sessions' keys: one with a string this store
+/// did not write, one with a hash. Each of those sessions is `Unreadable`
+/// on every call that reads it, named (its first digits only); delete
+/// removes it; the others keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_of_the_wrong_type_names_its_session_and_the_others_serve() {
+async fn keys_written_by_another_program_name_their_session_and_the_others_serve() {
     let f = Redis::default();
     let store = f.store(StoreConfig::default(), ManualClock::at(0), None);
     let good = store.create(NewSession::new("c", "http")).await.unwrap();
-    let bad = store.create(NewSession::new("c", "http")).await.unwrap();
     let prefix = prefix_of(&store);
     let mut redis = connect(&url()).await;
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}s:{}", bad.id))
-        .arg("not a hash")
+    for as_hash in [false, true] {
+        let bad = store.create(NewSession::new("c", "http")).await.unwrap();
+        let key = format!("{prefix}s:{}", bad.id);
+        let mut write = redis::pipe();
+        write.atomic().del(&key).ignore();
+        if as_hash {
+            write.hset(&key, "d", "{}").ignore();
+        } else {
+            write.set(&key, "a string of another program's").ignore();
+        }
+        let _: () = write.query_async(&mut redis).await.unwrap();
+        let unreadable = |result: Result<_, StoreError>, what: &str| {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Unreadable { id, .. } if *id == bad.id),
+                "{what}: {err}"
+            );
+            assert!(!err.to_string().contains(&bad.id.to_string()), "{err}");
+        };
+        unreadable(store.get(&bad.id).await.map(|_| ()), "get");
+        unreadable(
+            store.update(&bad.id, 1, bad.data.clone()).await.map(|_| ()),
+            "update",
+        );
+        unreadable(store.touch(&bad.id).await.map(|_| ()), "touch");
+        assert!(store.get(&good.id).await.unwrap().is_some());
+        assert!(store.delete(&bad.id).await.unwrap(), "delete removes it");
+        assert!(store.get(&bad.id).await.unwrap().is_none());
+    }
+    f.delete_keys().await;
+}
+
+/// A client id and transport too long for the scripts' first read of a
+/// session's tail (they read it again, longer): every operation works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_client_ids_and_transports_round_trip() {
+    let f = Redis::default();
+    let clock = ManualClock::at(0);
+    let store = f.store(StoreConfig::default(), clock.clone(), None);
+    let (client, transport) = ("c".repeat(700), "t".repeat(300));
+    let data = keel_session_store::Data::from_json(r#"{"k":"v"}"#).unwrap();
+    let s = store
+        .create(NewSession::new(client.as_str(), transport.as_str()).with_data(data.clone()))
+        .await
+        .unwrap();
+    let read = store.get(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (&*read.client_id, &*read.transport),
+        (&*client, &*transport)
+    );
+    let updated = store.update(&s.id, 1, data.clone()).await.unwrap();
+    assert_eq!((&*updated.client_id, updated.version), (client.as_str(), 2));
+    clock.advance(Duration::from_secs(1));
+    let touched = store.touch(&s.id).await.unwrap();
+    assert_eq!((touched.last_activity, touched.version), (1_000, 2));
+    assert_eq!(touched.data.as_json(), data.as_json());
+    assert_eq!(store.by_client(&client).await.unwrap().len(), 1);
+    assert!(store.delete(&s.id).await.unwrap());
+    assert!(store.by_client(&client).await.unwrap().is_empty());
+    f.delete_keys().await;
+}
+
+/// The server forgot the scripts (`SCRIPT FLUSH`, as after a restart that
+/// kept the data): the next write loads its script again and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_scripts_are_loaded_again() {
+    let f = Redis::default();
+    let store = f.store(StoreConfig::default(), ManualClock::at(0), None);
+    let s = store.create(NewSession::new("c", "http")).await.unwrap();
+    let mut redis = connect(&url()).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
         .query_async(&mut redis)
         .await
         .unwrap();
-    let err = store.get(&bad.id).await.unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Unreadable { id, .. } if *id == bad.id),
-        "{err}"
-    );
-    assert!(!err.to_string().contains(&bad.id.to_string()), "{err}");
-    assert!(store.get(&good.id).await.unwrap().is_some());
+    let updated = store.update(&s.id, 1, s.data.clone()).await.unwrap();
+    assert_eq!(updated.version, 2);
+    store.touch(&s.id).await.unwrap();
+    store.create(NewSession::new("c", "http")).await.unwrap();
     f.delete_keys().await;
 }

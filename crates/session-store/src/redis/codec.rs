@@ -1,7 +1,9 @@
-//! Sessions and journal records as the Redis backend stores them: hash
-//! fields of text, read back with an error that names the session.
+//! Sessions and journal records as the Redis backend stores them (a
+//! session one string, a journal one hash), read back with an error that
+//! names the session.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisError;
@@ -21,7 +23,16 @@ pub(super) fn wrong_type(id: SessionId, e: &RedisError) -> StoreError {
     }
 }
 
-/// A millisecond field of a session hash.
+/// A session's key holds a string this store did not write (a script
+/// found its layout mark missing).
+pub(super) fn foreign(id: SessionId) -> StoreError {
+    StoreError::Unreadable {
+        id,
+        reason: "its value was not written by this store (its layout mark is missing)".into(),
+    }
+}
+
+/// A millisecond count or version read back from Redis.
 pub(super) fn millis(id: SessionId, name: &str, value: Option<&String>) -> Result<u64, StoreError> {
     value
         .and_then(|v| v.parse().ok())
@@ -31,33 +42,141 @@ pub(super) fn millis(id: SessionId, name: &str, value: Option<&String>) -> Resul
         })
 }
 
-/// The hash fields a session is read from, in [`decode`]'s order.
-pub(super) const FIELDS: [&str; 9] = ["c", "t", "ca", "ua", "la", "ttl", "v", "d", "e"];
+/// The fixed-width block that ends every session value: created (20
+/// digits), the lengths of the client id and transport (10 digits each),
+/// then what writes change: version, updated, last activity, TTL (20
+/// digits each) and the journal flag; last the layout mark. The scripts
+/// read and rewrite it in place (`GETRANGE`, `SETRANGE`), so a session's
+/// data never passes through Lua; an update keeps the bytes up to the
+/// version as they are and writes the rest.
+pub(super) const FIXED: usize = 20 + 2 * 10 + 4 * 20 + 1 + MARK.len();
 
-/// A session from the fields [`FIELDS`].
-pub(super) fn decode(id: SessionId, f: &[Option<String>]) -> Result<Session, StoreError> {
-    let field = |i: usize| f.get(i).and_then(Option::as_ref);
-    let text = |i: usize, name: &str| {
-        field(i).cloned().ok_or_else(|| StoreError::Unreadable {
+/// The last bytes of every session value (and the layout's version).
+pub(super) const MARK: &str = "K1";
+
+/// A session as one Redis string: its data, client id, transport, then
+/// the fixed block ([`FIXED`]): a read is one `GET`.
+pub(super) fn encode(session: &Session, journal: bool) -> Vec<u8> {
+    let data = session.data.as_json();
+    let mut value =
+        Vec::with_capacity(data.len() + session.client_id.len() + session.transport.len() + FIXED);
+    value.extend_from_slice(data.as_bytes());
+    value.extend_from_slice(session.client_id.as_bytes());
+    value.extend_from_slice(session.transport.as_bytes());
+    let ttl = u64::try_from(session.ttl.as_millis()).unwrap_or(u64::MAX);
+    let fixed = format!(
+        "{:020}{:010}{:010}{:020}{:020}{:020}{:020}{}{MARK}",
+        session.created_at,
+        session.client_id.len(),
+        session.transport.len(),
+        session.version,
+        session.updated_at,
+        session.last_activity,
+        ttl,
+        u8::from(journal),
+    );
+    value.extend_from_slice(fixed.as_bytes());
+    value
+}
+
+/// A session's fields but its data, as the fixed block holds them.
+pub(super) struct Meta {
+    pub(super) version: u64,
+    pub(super) created_at: u64,
+    pub(super) updated_at: u64,
+    pub(super) last_activity: u64,
+    pub(super) ttl: Duration,
+    pub(super) client_id: Arc<str>,
+    pub(super) transport: Arc<str>,
+}
+
+impl Meta {
+    /// When the session expires (as [`Session::expires_at`]).
+    pub(super) fn expires_at(&self) -> u64 {
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.saturating_add(ttl)
+    }
+
+    /// The session with `data`.
+    pub(super) fn with_data(self, id: SessionId, data: Data) -> Session {
+        Session {
             id,
-            reason: format!("field `{name}` is missing"),
-        })
+            client_id: self.client_id,
+            transport: self.transport,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_activity: self.last_activity,
+            ttl: self.ttl,
+            version: self.version,
+            data,
+        }
+    }
+}
+
+/// Splits a value written by [`encode`] (or a tail of one holding at
+/// least the client id, transport and fixed block) into its metadata and
+/// the length of what comes before the client id (the data).
+pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Meta, usize), StoreError> {
+    let unreadable = |reason: String| StoreError::Unreadable { id, reason };
+    let Some(fixed_at) = value.len().checked_sub(FIXED) else {
+        return Err(unreadable(format!(
+            "a value of {} bytes, shorter than a session's metadata",
+            value.len()
+        )));
     };
-    let data = Data::from_json(text(7, "d")?).map_err(|e| StoreError::Unreadable {
-        id,
-        reason: format!("data: {e}"),
-    })?;
-    Ok(Session {
-        id,
-        client_id: text(0, "c")?.into(),
-        transport: text(1, "t")?.into(),
-        created_at: millis(id, "ca", field(2))?,
-        updated_at: millis(id, "ua", field(3))?,
-        last_activity: millis(id, "la", field(4))?,
-        ttl: Duration::from_millis(millis(id, "ttl", field(5))?),
-        version: millis(id, "v", field(6))?,
-        data,
-    })
+    let fixed = &value[fixed_at..];
+    if !fixed.ends_with(MARK.as_bytes()) {
+        return Err(foreign(id));
+    }
+    let number = |at: usize, width: usize, name: &str| {
+        std::str::from_utf8(&fixed[at..at + width])
+            .ok()
+            .and_then(|digits| digits.parse::<u64>().ok())
+            .ok_or_else(|| unreadable(format!("field `{name}` is not a number")))
+    };
+    let length = |at: usize, name: &str| {
+        number(at, 10, name).and_then(|n| usize::try_from(n).map_err(|e| unreadable(e.to_string())))
+    };
+    let (client_len, transport_len) = (
+        length(20, "client id length")?,
+        length(30, "transport length")?,
+    );
+    let data_len = client_len
+        .checked_add(transport_len)
+        .and_then(|names| fixed_at.checked_sub(names))
+        .ok_or_else(|| unreadable("the client id and transport overrun the value".into()))?;
+    let text = |from: usize, len: usize, name: &str| {
+        std::str::from_utf8(&value[from..from + len])
+            .map(Arc::<str>::from)
+            .map_err(|_| unreadable(format!("the {name} is not UTF-8")))
+    };
+    let meta = Meta {
+        created_at: number(0, 20, "created")?,
+        version: number(40, 20, "version")?,
+        updated_at: number(60, 20, "updated")?,
+        last_activity: number(80, 20, "last activity")?,
+        ttl: Duration::from_millis(number(100, 20, "ttl")?),
+        client_id: text(data_len, client_len, "client id")?,
+        transport: text(data_len + client_len, transport_len, "transport")?,
+    };
+    Ok((meta, data_len))
+}
+
+/// A session from its whole value, or `None` when it expired by `now`.
+pub(super) fn decode(
+    id: SessionId,
+    mut value: Vec<u8>,
+    now: u64,
+) -> Result<Option<Session>, StoreError> {
+    let (meta, data_len) = decode_meta(id, &value)?;
+    if meta.expires_at() <= now {
+        return Ok(None);
+    }
+    value.truncate(data_len);
+    let unreadable = |reason: String| StoreError::Unreadable { id, reason };
+    let text = String::from_utf8(value).map_err(|_| unreadable("data: not UTF-8".into()))?;
+    let data = Data::from_json(text).map_err(|e| unreadable(format!("data: {e}")))?;
+    Ok(Some(meta.with_data(id, data)))
 }
 
 /// What the journal keeps of a record besides its sequence and status.
@@ -120,4 +239,64 @@ pub(super) fn decode_journal(
     }
     records.sort_by_key(|r| r.seq);
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::NewSession;
+
+    fn session() -> Session {
+        let new = NewSession::new("client-7", "http")
+            .with_data(Data::from_json(r#"{"k":"v"}"#).unwrap_or_default());
+        let mut s = Session::create(
+            new,
+            SessionId::from_bytes([7; 16]),
+            1_000,
+            Duration::from_secs(60),
+        );
+        s.version = 12;
+        s
+    }
+
+    #[test]
+    fn a_session_round_trips() {
+        let s = session();
+        let value = encode(&s, true);
+        assert_eq!(
+            value.len(),
+            s.data.as_json().len() + "client-7http".len() + FIXED
+        );
+        let back = decode(s.id, value, 1_000).ok().flatten();
+        assert_eq!(back.as_ref(), Some(&s));
+        assert!(
+            matches!(decode(s.id, encode(&s, false), 61_000), Ok(None)),
+            "expired"
+        );
+    }
+
+    #[test]
+    fn a_damaged_value_is_unreadable_and_says_why() {
+        let s = session();
+        let reason = |value: Vec<u8>| match decode(s.id, value, 0) {
+            Err(StoreError::Unreadable { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(b"short".to_vec()).contains("shorter"));
+        let mut unmarked = encode(&s, false);
+        unmarked.pop();
+        unmarked.push(b'2');
+        assert!(reason(unmarked).contains("layout mark"));
+        let mut overrun = encode(&s, false);
+        let at = overrun.len() - FIXED + 20;
+        overrun[at..at + 10].copy_from_slice(b"9999999999");
+        assert!(reason(overrun).contains("overrun"));
+        let mut letters = encode(&s, false);
+        let at = letters.len() - FIXED + 40;
+        letters[at] = b'x';
+        assert!(reason(letters).contains("version"));
+        let mut array = encode(&s, false);
+        array.splice(..s.data.as_json().len(), *b"[1]");
+        assert!(reason(array).contains("data"));
+    }
 }

@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::codec::{StoredRecord, status_code};
+use super::codec::{self, StoredRecord, status_code};
 use super::{RedisStore, SLACK_MS, backend};
 use crate::backup::{self, SessionDump};
 use crate::error::StoreError;
@@ -61,8 +61,8 @@ impl SessionExport for RedisStore {
             };
             let mut redis = inner.redis.clone();
             let last_seq: Option<u64> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("js")
+                .arg(inner.key("j", &id))
+                .arg("n")
                 .query_async(&mut redis)
                 .await
                 .map_err(backend)?;
@@ -83,9 +83,8 @@ impl SessionExport for RedisStore {
         let inner = &*self.inner;
         let dumps = backup::admit(dumps, &inner.config, inner.now())?;
         let mut redis = inner.redis.clone();
-        let epoch_key = inner.epoch_key();
         let mut keys = self.scan(&format!("{}*", inner.prefix)).await?;
-        keys.retain(|k| *k != epoch_key);
+        keys.retain(|k| *k != inner.epoch_key);
         for batch in keys.chunks(1000) {
             let _: Value = redis::cmd("DEL")
                 .arg(batch)
@@ -97,32 +96,18 @@ impl SessionExport for RedisStore {
         for dump in &dumps {
             let s = &dump.session;
             let key = inner.key("s", &s.id);
-            let ttl = u64::try_from(s.ttl.as_millis()).unwrap_or(u64::MAX);
             let keep = s.expires_at().saturating_sub(now).saturating_add(SLACK_MS);
+            let journal = dump.journal.last_seq() > 0 || !dump.journal.records().is_empty();
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("c", s.client_id.to_string()),
-                        ("t", s.transport.to_string()),
-                        ("ca", s.created_at.to_string()),
-                        ("ua", s.updated_at.to_string()),
-                        ("la", s.last_activity.to_string()),
-                        ("ttl", ttl.to_string()),
-                        ("v", s.version.to_string()),
-                        ("e", s.expires_at().to_string()),
-                        ("js", dump.journal.last_seq().to_string()),
-                        ("d", s.data.as_json().to_owned()),
-                    ],
-                )
+                .set(&key, codec::encode(s, journal))
                 .ignore()
                 .pexpire(&key, i64::try_from(keep).unwrap_or(i64::MAX))
                 .ignore()
-                .zadd(inner.index_key(), s.id.to_string(), s.expires_at())
+                .zadd(&inner.index_key, s.id.to_string(), s.expires_at())
                 .ignore()
                 .sadd(
-                    format!("{}c:{}", inner.prefix, s.client_id),
+                    format!("{}{}", inner.client_prefix, s.client_id),
                     s.id.to_string(),
                 )
                 .ignore();
@@ -142,8 +127,10 @@ impl SessionExport for RedisStore {
                     )
                     .ignore();
             }
-            if !dump.journal.records().is_empty() {
-                pipe.pexpire(&journal_key, i64::try_from(keep).unwrap_or(i64::MAX))
+            if journal {
+                pipe.hset(&journal_key, "n", dump.journal.last_seq())
+                    .ignore()
+                    .pexpire(&journal_key, i64::try_from(keep).unwrap_or(i64::MAX))
                     .ignore();
             }
             let _: Value = pipe.query_async(&mut redis).await.map_err(backend)?;

@@ -2,13 +2,17 @@
 //! already runs, through redis-rs's `ConnectionManager` (reconnects by
 //! itself, multiplexes every call over one connection).
 //!
-//! - Each session a hash under `{prefix}s:{id}` with Redis's own expiry
-//!   (`PEXPIRE`, one second past the session's TTL), so every client of
-//!   the store sees it go; reads also go by the expiry on the store's
-//!   clock, so an expired session is absent on every read at once.
+//! - Each session one string under `{prefix}s:{id}` (its data, then its
+//!   metadata in a fixed-width block: see `codec`), so a read is one `GET`,
+//!   with Redis's own expiry (`PEXPIRE`, one second past the session's
+//!   TTL), so every client of the store sees it go; reads also go by the
+//!   expiry on the store's clock, so an expired session is absent on every
+//!   read at once.
 //! - Compare-and-swap, create, touch, delete and the journal are Lua
 //!   scripts: atomic on the server in one round trip (a WATCH/MULTI loop
-//!   would take several and retry under contention).
+//!   would take several and retry under contention). New data never
+//!   passes through Lua: it is staged by a native `SET` in the same
+//!   MULTI/EXEC as the script (see `scripts`).
 //! - A client's sessions are a set (`{prefix}c:{client}`) kept with them;
 //!   ids whose session Redis expired are dropped from it when read and by
 //!   cleanup. A sorted set of ids by expiry (`{prefix}x`) serves `len`,
@@ -35,7 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{RedisError, Value};
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 
 use crate::builder::StoreBuilder;
 use crate::clock::Clock;
@@ -49,7 +53,7 @@ use crate::session::{NewSession, Session};
 use crate::store::{ExpiredCleanup, SessionJournal, SessionStore};
 use crate::sweeper::Sweeper;
 use codec::{
-    FIELDS, StoredRecord, decode, decode_journal, millis, status_code, status_of, wrong_type,
+    StoredRecord, decode, decode_journal, decode_meta, millis, status_code, status_of, wrong_type,
 };
 pub use config::RedisConfig;
 use scripts::Scripts;
@@ -62,6 +66,10 @@ const SLACK_MS: u64 = 1_000;
 /// Expired sessions removed per cleanup script, so one never blocks Redis
 /// for long.
 const CLEANUP_BATCH: u64 = 500;
+
+/// How long a staged value outlives a transaction that failed before its
+/// script consumed it (the next staged write replaces it anyway).
+const STAGE_MS: u64 = 10_000;
 
 /// Sessions in Redis, shared by every process pointed at the same Redis
 /// and prefix. Clones share the connection and the expiry sweep.
@@ -87,6 +95,12 @@ pub struct RedisStore {
 struct Inner {
     redis: ConnectionManager,
     prefix: String,
+    /// The keys every call names, formatted once: the epoch marker, the
+    /// expiry index, the staging key, the prefix of client sets.
+    epoch_key: String,
+    index_key: String,
+    stage_key: String,
+    client_prefix: String,
     scripts: Scripts,
     /// The marker this store last saw (see the module docs).
     epoch: Mutex<String>,
@@ -149,6 +163,10 @@ impl StoreBuilder<(ConnectionManager, RedisConfig)> {
         let epoch = adopt_epoch(&mut redis.clone(), &prefix).await?;
         let inner = Arc::new(Inner {
             redis,
+            epoch_key: format!("{prefix}epoch"),
+            index_key: format!("{prefix}x"),
+            stage_key: format!("{prefix}stage"),
+            client_prefix: format!("{prefix}c:"),
             prefix,
             scripts: Scripts::new(),
             epoch: Mutex::new(epoch),
@@ -203,6 +221,33 @@ fn is_wrong_type(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE")
 }
 
+/// A session's value is not in this store's layout (a script said so).
+fn is_foreign(e: &RedisError) -> bool {
+    e.code() == Some(scripts::FORMAT_ERROR) || e.to_string().contains(scripts::FORMAT_ERROR)
+}
+
+/// The server does not know the script (it restarted, or was told
+/// `SCRIPT FLUSH`): load it and run again.
+fn is_no_script(e: &RedisError) -> bool {
+    e.code() == Some("NOSCRIPT") || e.to_string().contains("NOSCRIPT")
+}
+
+/// A number as the fixed block holds it (20 digits).
+fn digits(n: u64) -> String {
+    format!("{n:020}")
+}
+
+/// What a script call sends with it, in one MULTI/EXEC.
+#[derive(Clone, Copy)]
+enum With<'v> {
+    /// The script alone (no transaction).
+    Nothing,
+    /// A `SET` of the staging key to this value, before the script.
+    Staged(&'v [u8]),
+    /// A `GET` of this key, after the script.
+    ThenGet(&'v str),
+}
+
 /// The connection dropped under the call: a write may or may not have
 /// been applied.
 fn is_cut(e: &RedisError) -> bool {
@@ -226,30 +271,19 @@ impl Inner {
         format!("{}{kind}:{id}", self.prefix)
     }
 
-    /// The sorted set of session ids by expiry.
-    fn index_key(&self) -> String {
-        format!("{}x", self.prefix)
-    }
-
-    /// `script` on session `id`: its keys (marker, session, expiry index,
-    /// journal) and the epoch; the caller adds the rest.
-    fn on_session<'s>(
-        &self,
-        script: &'s redis::Script,
-        id: &SessionId,
-        epoch: &str,
-    ) -> redis::ScriptInvocation<'s> {
-        let mut call = script.prepare_invoke();
-        call.key(self.epoch_key())
-            .key(self.key("s", id))
-            .key(self.index_key())
-            .key(self.key("j", id))
-            .arg(epoch);
-        call
-    }
-
-    fn epoch_key(&self) -> String {
-        format!("{}epoch", self.prefix)
+    /// The keys and epoch of a script on session `id` (marker, session,
+    /// expiry index, journal, and the staging key when `staged`); the
+    /// caller adds the rest.
+    fn on_session(&self, call: &mut Cmd, id: &SessionId, epoch: &str, staged: bool) {
+        call.arg(if staged { 5 } else { 4 })
+            .arg(&self.epoch_key)
+            .arg(self.key("s", id))
+            .arg(&self.index_key)
+            .arg(self.key("j", id));
+        if staged {
+            call.arg(&self.stage_key);
+        }
+        call.arg(epoch);
     }
 
     fn epoch(&self) -> String {
@@ -259,28 +293,62 @@ impl Inner {
             .clone()
     }
 
-    /// Runs a script invocation built by `invocation` (given the epoch) for
-    /// session `id` (if one), handling a lost marker and a cut connection
-    /// as `mode` says.
-    async fn run<'s, T: redis::FromRedisValue>(
-        &'s self,
+    /// Runs `script` with the keys and arguments `args` adds (given the
+    /// epoch), and what `with` says goes with it, for session `id` (if
+    /// one): a lost marker, a value in another layout and a cut
+    /// connection handled as `mode` says, an unknown script loaded and
+    /// run again. `R` is the script's reply, or for a transaction the
+    /// replies not ignored: `(reply,)` staged, `(reply, value)` with a
+    /// `GET`.
+    async fn run<R: FromRedisValue>(
+        &self,
         mode: Mode,
         id: Option<SessionId>,
-        invocation: impl Fn(&str) -> redis::ScriptInvocation<'s>,
-    ) -> Result<T, StoreError> {
-        let mut retried = false;
+        script: &Script,
+        with: With<'_>,
+        args: impl Fn(&str, &mut Cmd),
+    ) -> Result<R, StoreError> {
+        let (mut retried, mut loaded) = (false, false);
         loop {
-            let epoch = self.epoch();
-            let result = invocation(&epoch)
-                .invoke_async(&mut self.redis.clone())
-                .await;
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(script.get_hash());
+            args(&self.epoch(), &mut call);
+            let mut redis = self.redis.clone();
+            let result = match with {
+                With::Nothing => call.query_async(&mut redis).await,
+                With::Staged(value) => {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
+                        .cmd("SET")
+                        .arg(&self.stage_key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(STAGE_MS)
+                        .ignore()
+                        .add_command(call);
+                    pipe.query_async(&mut redis).await
+                }
+                With::ThenGet(key) => {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().add_command(call).cmd("GET").arg(key);
+                    pipe.query_async(&mut redis).await
+                }
+            };
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) if is_lost(&e) => return Err(self.lost().await),
+                // The script did not run: load it and go again.
+                Err(e) if is_no_script(&e) && !loaded => {
+                    loaded = true;
+                    script.load_async(&mut redis).await.map_err(backend)?;
+                }
                 // Another program wrote a key of the store's as another
-                // type: that session only.
+                // type, or a value in another layout: that session only.
                 Err(e) if is_wrong_type(&e) => {
                     return Err(id.map_or_else(|| backend(e.clone()), |id| wrong_type(id, &e)));
+                }
+                Err(e) if is_foreign(&e) => {
+                    return Err(id.map_or_else(|| backend(e.clone()), codec::foreign));
                 }
                 Err(e) if is_cut(&e) => match mode {
                     Mode::Read if !retried => retried = true,
@@ -297,7 +365,7 @@ impl Inner {
     /// Reads the marker: `Lost` if it is gone or another store's.
     async fn check_marker(&self) -> Result<(), StoreError> {
         let marker: Option<String> = redis::cmd("GET")
-            .arg(self.epoch_key())
+            .arg(&self.epoch_key)
             .query_async(&mut self.redis.clone())
             .await
             .map_err(backend)?;
@@ -323,23 +391,27 @@ impl Inner {
     /// Removes expired sessions in batches; reports how many.
     async fn cleanup(&self) -> Result<usize, StoreError> {
         let now = self.now();
-        let zset = self.index_key();
         let mut removed = 0usize;
         loop {
-            let done: u64 = self
-                .run(Mode::Write, None, |epoch| {
-                    let mut call = self.scripts.cleanup.prepare_invoke();
-                    call.key(self.epoch_key())
-                        .key(&zset)
-                        .arg(epoch)
-                        .arg(now)
-                        .arg(CLEANUP_BATCH)
-                        .arg(&self.prefix);
-                    call
-                })
+            let (looked, done): (u64, u64) = self
+                .run(
+                    Mode::Write,
+                    None,
+                    &self.scripts.cleanup,
+                    With::Nothing,
+                    |epoch, call| {
+                        call.arg(2)
+                            .arg(&self.epoch_key)
+                            .arg(&self.index_key)
+                            .arg(epoch)
+                            .arg(now)
+                            .arg(CLEANUP_BATCH)
+                            .arg(&self.prefix);
+                    },
+                )
                 .await?;
             removed += usize::try_from(done).unwrap_or(usize::MAX);
-            if done < CLEANUP_BATCH {
+            if looked < CLEANUP_BATCH {
                 break;
             }
         }
@@ -364,27 +436,36 @@ impl SessionStore for RedisStore {
             .config
             .max_sessions
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let value = codec::encode(&session, false);
+        let client_set = format!("{}{}", inner.client_prefix, session.client_id);
         loop {
-            let created: i64 = inner
-                .run(Mode::Write, Some(session.id), |epoch| {
-                    let mut call = inner.scripts.create.prepare_invoke();
-                    call.key(inner.epoch_key())
-                        .key(inner.key("s", &session.id))
-                        .key(inner.index_key())
-                        .key(format!("{}c:{}", inner.prefix, session.client_id))
-                        .arg(epoch)
-                        .arg(session.id.to_string())
-                        .arg(&*session.client_id)
-                        .arg(&*session.transport)
-                        .arg(now)
-                        .arg(ttl)
-                        .arg(session.data.as_json())
-                        .arg(limit)
-                        .arg(session.expires_at())
-                        .arg(ttl.saturating_add(SLACK_MS));
-                    call
-                })
+            let ((created, settled),): ((i64, u64),) = inner
+                .run(
+                    Mode::Write,
+                    Some(session.id),
+                    &inner.scripts.create,
+                    With::Staged(&value),
+                    |epoch, call| {
+                        call.arg(5)
+                            .arg(&inner.epoch_key)
+                            .arg(inner.key("s", &session.id))
+                            .arg(&inner.index_key)
+                            .arg(&client_set)
+                            .arg(&inner.stage_key)
+                            .arg(epoch)
+                            .arg(session.id.to_string())
+                            .arg(now)
+                            .arg(limit)
+                            .arg(session.expires_at())
+                            .arg(ttl.saturating_add(SLACK_MS))
+                            .arg(&inner.prefix);
+                    },
+                )
                 .await?;
+            if settled > 0 {
+                let count = usize::try_from(settled).unwrap_or(usize::MAX);
+                inner.events.emit(|name| Event::Expired { name, count });
+            }
             match created {
                 1 => break,
                 0 => {
@@ -399,17 +480,16 @@ impl SessionStore for RedisStore {
         Ok(Arc::new(session))
     }
 
-    /// One HMGET, not a script (a Lua call costs the server 5 – 15 µs
-    /// here, an HMGET about 1 µs); the marker is read only on a miss.
+    /// One `GET`, not a script (a Lua call costs the server several times
+    /// a native read); the marker is read only on a miss.
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let inner = &*self.inner;
         let now = inner.now();
         let key = inner.key("s", id);
         let mut retried = false;
-        let fields = loop {
-            let read: Result<Vec<Option<String>>, RedisError> = redis::cmd("HMGET")
+        let value = loop {
+            let read: Result<Option<Vec<u8>>, RedisError> = redis::cmd("GET")
                 .arg(&key)
-                .arg(&FIELDS)
                 .query_async(&mut inner.redis.clone())
                 .await;
             match read {
@@ -419,15 +499,12 @@ impl SessionStore for RedisStore {
                 Err(e) => return Err(backend(e)),
             }
         };
-        if fields.first().is_none_or(Option::is_none) {
+        let Some(value) = value else {
             // Only a miss can hide a loss: a session that is there was
             // written after the marker was.
             return inner.check_marker().await.map(|()| None);
-        }
-        if millis(*id, "e", fields.get(8).and_then(Option::as_ref))? <= now {
-            return Ok(None);
-        }
-        decode(*id, &fields).map(|s| Some(Arc::new(s)))
+        };
+        Ok(decode(*id, value, now)?.map(Arc::new))
     }
 
     async fn update_with_ttl(
@@ -440,44 +517,53 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         inner.config.check_size(&data)?;
         let now = inner.now();
-        let ttl_arg = ttl.map_or_else(String::new, |t| t.as_millis().to_string());
-        let reply: Vec<String> = inner
-            .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.update, id, epoch);
-                call.arg(expected_version)
-                    .arg(data.as_json())
-                    .arg(now)
-                    .arg(&ttl_arg)
-                    .arg(id.to_string())
-                    .arg(SLACK_MS)
-                    .arg(format!("{}c:", inner.prefix));
-                call
-            })
+        let ttl_arg = ttl.map_or_else(String::new, |t| {
+            digits(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        });
+        let expected = digits(expected_version);
+        let written = format!(
+            "{:020}{now:020}{now:020}",
+            expected_version.saturating_add(1)
+        );
+        let (reply,): (Vec<Value>,) = inner
+            .run(
+                Mode::Write,
+                Some(*id),
+                &inner.scripts.update,
+                With::Staged(data.as_json().as_bytes()),
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, true);
+                    call.arg(&expected)
+                        .arg(&written)
+                        .arg(now)
+                        .arg(&ttl_arg)
+                        .arg(id.to_string())
+                        .arg(SLACK_MS)
+                        .arg(&inner.client_prefix);
+                },
+            )
             .await?;
-        let at = |i: usize| reply.get(i).map(String::as_str).unwrap_or_default();
-        match at(0) {
-            "2" => {
-                let version = millis(*id, "v", reply.get(1))?;
-                Ok(Arc::new(Session {
-                    id: *id,
-                    client_id: at(2).into(),
-                    transport: at(3).into(),
-                    created_at: millis(*id, "ca", reply.get(4))?,
-                    updated_at: now,
-                    last_activity: now,
-                    ttl: Duration::from_millis(millis(*id, "ttl", reply.get(5))?),
-                    version,
-                    data,
-                }))
+        match reply.first() {
+            Some(Value::Int(2)) => {
+                let tail = match reply.get(1) {
+                    Some(Value::BulkString(tail)) => tail.as_slice(),
+                    _ => &[],
+                };
+                let (meta, _) = decode_meta(*id, tail)?;
+                Ok(Arc::new(meta.with_data(*id, data)))
             }
-            "1" => {
+            Some(Value::Int(1)) => {
                 inner.events.emit(|name| Event::Conflict { name });
+                let actual = match reply.get(1) {
+                    Some(Value::BulkString(v)) => String::from_utf8_lossy(v).into_owned(),
+                    _ => String::new(),
+                };
                 Err(StoreError::Conflict {
                     expected: expected_version,
-                    actual: millis(*id, "v", reply.get(1))?,
+                    actual: millis(*id, "version", Some(&actual))?,
                 })
             }
-            "3" => {
+            Some(Value::Int(3)) => {
                 inner.events.emit(|name| Event::Expired { name, count: 1 });
                 Err(StoreError::NotFound)
             }
@@ -488,34 +574,48 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &SessionId) -> Result<Arc<Session>, StoreError> {
         let inner = &*self.inner;
         let now = inner.now();
-        let fields: Option<Vec<Option<String>>> = inner
-            .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.touch, id, epoch);
-                call.arg(now)
-                    .arg(id.to_string())
-                    .arg(SLACK_MS)
-                    .arg(format!("{}c:", inner.prefix));
-                call
-            })
+        let key = inner.key("s", id);
+        let at = digits(now);
+        let (touched, value): (i64, Option<Vec<u8>>) = inner
+            .run(
+                Mode::Write,
+                Some(*id),
+                &inner.scripts.touch,
+                With::ThenGet(&key),
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, false);
+                    call.arg(&at)
+                        .arg(id.to_string())
+                        .arg(SLACK_MS)
+                        .arg(&inner.client_prefix);
+                },
+            )
             .await?;
-        match fields {
-            Some(f) if f.is_empty() => {
+        match (touched, value) {
+            (1, Some(value)) => decode(*id, value, now)?
+                .map(Arc::new)
+                .ok_or(StoreError::NotFound),
+            (-1, _) => {
                 inner.events.emit(|name| Event::Expired { name, count: 1 });
                 Err(StoreError::NotFound)
             }
-            Some(f) => decode(*id, &f).map(Arc::new),
-            None => Err(StoreError::NotFound),
+            _ => Err(StoreError::NotFound),
         }
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &*self.inner;
         let removed: i64 = inner
-            .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.delete, id, epoch);
-                call.arg(id.to_string()).arg(format!("{}c:", inner.prefix));
-                call
-            })
+            .run(
+                Mode::Write,
+                Some(*id),
+                &inner.scripts.delete,
+                With::Nothing,
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, false);
+                    call.arg(id.to_string()).arg(&inner.client_prefix);
+                },
+            )
             .await?;
         if removed > 0 {
             inner.events.emit(|name| Event::Deleted { name });
@@ -528,13 +628,18 @@ impl SessionStore for RedisStore {
     async fn len(&self) -> Result<usize, StoreError> {
         let inner = &*self.inner;
         let count: u64 = inner
-            .run(Mode::Read, None, |epoch| {
-                let mut call = inner.scripts.len.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(inner.index_key())
-                    .arg(epoch);
-                call
-            })
+            .run(
+                Mode::Read,
+                None,
+                &inner.scripts.len,
+                With::Nothing,
+                |epoch, call| {
+                    call.arg(2)
+                        .arg(&inner.epoch_key)
+                        .arg(&inner.index_key)
+                        .arg(epoch);
+                },
+            )
             .await?;
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
     }
@@ -542,25 +647,30 @@ impl SessionStore for RedisStore {
     async fn by_client(&self, client_id: &str) -> Result<Vec<Arc<Session>>, StoreError> {
         let inner = &*self.inner;
         let now = inner.now();
-        let reply: Vec<Value> = inner
-            .run(Mode::Read, None, |epoch| {
-                let mut call = inner.scripts.by_client.prepare_invoke();
-                call.key(inner.epoch_key())
-                    .key(format!("{}c:{client_id}", inner.prefix))
-                    .arg(epoch)
-                    .arg(now)
-                    .arg(format!("{}s:", inner.prefix));
-                call
-            })
+        let client_set = format!("{}{client_id}", inner.client_prefix);
+        let session_prefix = format!("{}s:", inner.prefix);
+        let reply: Vec<Vec<u8>> = inner
+            .run(
+                Mode::Read,
+                None,
+                &inner.scripts.by_client,
+                With::Nothing,
+                |epoch, call| {
+                    call.arg(2)
+                        .arg(&inner.epoch_key)
+                        .arg(&client_set)
+                        .arg(epoch)
+                        .arg(&session_prefix);
+                },
+            )
             .await?;
         let mut found = Vec::with_capacity(reply.len() / 2);
-        for pair in reply.chunks_exact(2) {
-            let unexpected = |e: redis::ParsingError| StoreError::Backend(Box::new(e));
-            let id: String = redis::from_redis_value_ref(&pair[0]).map_err(unexpected)?;
-            let fields: Vec<Option<String>> =
-                redis::from_redis_value_ref(&pair[1]).map_err(unexpected)?;
-            let id: SessionId = id.parse()?;
-            found.push(Arc::new(decode(id, &fields)?));
+        let mut reply = reply.into_iter();
+        while let (Some(id), Some(value)) = (reply.next(), reply.next()) {
+            let id: SessionId = String::from_utf8_lossy(&id).parse()?;
+            if let Some(session) = decode(id, value, now)? {
+                found.push(Arc::new(session));
+            }
         }
         found.sort_by_key(|s| (s.created_at, s.id));
         Ok(found)
@@ -580,13 +690,18 @@ impl SessionJournal for RedisStore {
         let record = serde_json::to_string(&StoredRecord { at: now, entry })
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let reply: Vec<i64> = inner
-            .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.journal_append, id, epoch);
-                call.arg(now)
-                    .arg(inner.config.max_journal_records)
-                    .arg(&record);
-                call
-            })
+            .run(
+                Mode::Write,
+                Some(*id),
+                &inner.scripts.journal_append,
+                With::Nothing,
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, false);
+                    call.arg(now)
+                        .arg(inner.config.max_journal_records)
+                        .arg(&record);
+                },
+            )
             .await?;
         match reply.as_slice() {
             [1, seq] => Ok(seq.unsigned_abs()),
@@ -607,11 +722,16 @@ impl SessionJournal for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let reply: Vec<String> = inner
-            .run(Mode::Write, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.journal_mark, id, epoch);
-                call.arg(now).arg(seq).arg(status_code(status));
-                call
-            })
+            .run(
+                Mode::Write,
+                Some(*id),
+                &inner.scripts.journal_mark,
+                With::Nothing,
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, false);
+                    call.arg(now).arg(seq).arg(status_code(status));
+                },
+            )
             .await?;
         match reply.first().map(String::as_str) {
             Some("3") => Ok(()),
@@ -629,11 +749,16 @@ impl SessionJournal for RedisStore {
         let inner = &*self.inner;
         let now = inner.now();
         let pairs: Option<Vec<String>> = inner
-            .run(Mode::Read, Some(*id), |epoch| {
-                let mut call = inner.on_session(&inner.scripts.journal, id, epoch);
-                call.arg(now);
-                call
-            })
+            .run(
+                Mode::Read,
+                Some(*id),
+                &inner.scripts.journal,
+                With::Nothing,
+                |epoch, call| {
+                    inner.on_session(call, id, epoch, false);
+                    call.arg(now);
+                },
+            )
             .await?;
         let pairs = pairs.ok_or(StoreError::NotFound)?;
         decode_journal(*id, &pairs)

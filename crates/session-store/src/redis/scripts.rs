@@ -1,14 +1,25 @@
-//! The Lua scripts every operation runs: each is atomic on the server (no
-//! WATCH/MULTI retry loop, one round trip), and each first checks the
-//! store's epoch marker, so a server that lost its data is noticed on the
-//! next call rather than served as if nothing happened.
+//! The Lua scripts every write runs: each is atomic on the server (no
+//! WATCH/MULTI retry loop, one round trip), and each checks the store's
+//! epoch marker, so a server that lost its data is noticed on the next
+//! call rather than served as if nothing happened.
 //!
-//! (A read of one session is a pipeline instead: see `RedisStore::get`.)
-//! Keys: `KEYS[1]` is always the epoch marker; then the session hash
-//! (`c`lient, `t`ransport, `ca`/`ua`/`la` created/updated/last activity,
-//! `ttl`, `v`ersion, `e`xpiry on the store's clock, `js` journal sequence,
-//! `d`ata), the expiry index (a sorted set of ids by expiry) and the
-//! journal hash (`<seq>` the record, `<seq>:s` its status 0/1/2).
+//! A session is one string (see `codec`): its data, client id, transport
+//! and a fixed-width block of metadata at the end. The scripts read only
+//! that tail (`GETRANGE`) and never the data: Lua copies every string it
+//! touches, and a 2 KB argument costs this Redis more through Lua than the
+//! whole native write. New data goes in by a native `SET` of a staging key
+//! in the same MULTI/EXEC as the script, which then renames it over the
+//! session (or deletes it when the compare-and-swap fails); a touch
+//! rewrites its few bytes in place (`SETRANGE`), and the session comes
+//! back by a `GET` in the same transaction.
+//!
+//! Keys: `KEYS[1]` is always the epoch marker; then the session, the
+//! expiry index (a sorted set of ids by a lower bound of their expiry: see
+//! `settle`), the journal hash (`n` the
+//! last sequence number, `<seq>` the record, `<seq>:s` its status 0/1/2)
+//! and, for staged writes, the staging key. Numbers the scripts write into
+//! the fixed block come from the client already 20 digits wide.
+//! (A read of one session is a plain `GET`: see `RedisStore::get`.)
 
 use redis::Script;
 
@@ -19,12 +30,77 @@ macro_rules! marker_check {
     };
 }
 
-/// A script that checks the marker first.
-macro_rules! script {
-    ($body:literal) => {
-        concat!(marker_check!(), $body)
+/// `meta(key)`: the session at `key` read from its value's tail: `nil`
+/// when the key is absent, `false` when it holds another type or a value
+/// not in this store's layout, else a table: `tail` (up to its last 400
+/// bytes) and `n` (their count), `ttl`, `e` (expiry), `j` (the journal
+/// flag). `names(m)` then gives the client id and transport with the
+/// fixed block's first 40 bytes after them (what an update keeps), and
+/// the client id; `false` when the lengths do not fit. Offsets as in
+/// `codec`'s layout.
+///
+/// `settle(now, batch, prefix)`: the expiry index holds a lower bound of
+/// each session's expiry (touches and updates that only push it later do
+/// not move it, which would cost a `ZADD` on a large sorted set each):
+/// this looks at up to `batch` ids due by `now`, removes those whose
+/// session did expire (or is gone) and moves the rest to their expiry.
+/// Returns how many ids it looked at and how many it removed.
+macro_rules! meta {
+    () => {
+        "local function meta(key)
+           local tail = redis.pcall('GETRANGE', key, -400, -1)
+           if type(tail) == 'table' then return false end
+           if tail == '' then return nil end
+           local n = #tail
+           if n < 123 or string.sub(tail, n - 1) ~= 'K1' then return false end
+           local la, ttl = tonumber(string.sub(tail, n - 42, n - 23)), tonumber(string.sub(tail, n - 22, n - 3))
+           if not (la and ttl) then return false end
+           return {key = key, tail = tail, n = n, ttl = ttl, e = la + ttl, j = string.sub(tail, n - 2, n - 2)}
+         end
+         local function names(m)
+           local tail, n = m.tail, m.n
+           local cl, tl = tonumber(string.sub(tail, n - 102, n - 93)), tonumber(string.sub(tail, n - 92, n - 83))
+           if not (cl and tl) then return false end
+           if cl + tl + 123 > n then
+             tail = redis.call('GETRANGE', m.key, -(cl + tl + 123), -1)
+             n = #tail
+             if cl + tl + 123 > n then return false end
+           end
+           local from = n - 122 - cl - tl
+           return string.sub(tail, from, n - 83), string.sub(tail, from, from + cl - 1)
+         end
+         local function settle(index, now, batch, prefix)
+           local ids = redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, batch)
+           local removed = 0
+           for _, id in ipairs(ids) do
+             local s = prefix .. 's:' .. id
+             local m = meta(s)
+             if m and m.e > tonumber(now) then
+               redis.call('ZADD', index, string.format('%d', m.e), id)
+             else
+               if m then
+                 local _, c = names(m)
+                 if c then redis.call('SREM', prefix .. 'c:' .. c, id) end
+               end
+               redis.call('DEL', s, prefix .. 'j:' .. id)
+               redis.call('ZREM', index, id)
+               removed = removed + 1
+             end
+           end
+           return #ids, removed
+         end\n"
     };
 }
+
+/// A script that checks the marker first.
+macro_rules! script {
+    ($($part:expr),+ $(,)?) => {
+        concat!(marker_check!(), $($part),+)
+    };
+}
+
+/// The error a script returns for a value not in this store's layout.
+pub(super) const FORMAT_ERROR: &str = "KEEL_FORMAT";
 
 /// The scripts, loaded once per store.
 pub(super) struct Scripts {
@@ -43,159 +119,196 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
-            // KEYS: marker, session, expiry index, client set.
-            // ARGV: epoch, id, client, transport, now, ttl, data, limit
-            // (-1: none), expires, redis ttl.
-            // Returns 1 created, 0 at the limit, -1 the id is taken.
+            // KEYS: marker, session, expiry index, client set, stage (the
+            // whole value). ARGV: epoch, id, now, limit (-1: none),
+            // expires, Redis ttl, key prefix. Returns {1, settled}
+            // created, {0, settled} at the limit, {-1, settled} the id is
+            // taken; `settled`: expired sessions removed to make room.
             create: Script::new(script!(
-                "if tonumber(ARGV[8]) >= 0 and redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[5], '+inf') >= tonumber(ARGV[8]) then return 0 end
-                 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-                 redis.call('HSET', KEYS[2], 'c', ARGV[3], 't', ARGV[4], 'ca', ARGV[5], 'ua', ARGV[5], 'la', ARGV[5], 'ttl', ARGV[6], 'v', '1', 'e', ARGV[9], 'js', '0', 'd', ARGV[7])
-                 redis.call('PEXPIRE', KEYS[2], ARGV[10])
-                 redis.call('ZADD', KEYS[3], ARGV[9], ARGV[2])
+                meta!(),
+                "local settled = 0
+                 local limit = tonumber(ARGV[4])
+                 if limit >= 0 and redis.call('ZCARD', KEYS[3]) >= limit then
+                   local _, removed = settle(KEYS[3], ARGV[3], 100, ARGV[7])
+                   settled = removed
+                   if redis.call('ZCARD', KEYS[3]) >= limit then
+                     redis.call('DEL', KEYS[5])
+                     return {0, settled}
+                   end
+                 end
+                 if redis.call('EXISTS', KEYS[2]) == 1 then
+                   redis.call('DEL', KEYS[5])
+                   return {-1, settled}
+                 end
+                 redis.call('RENAME', KEYS[5], KEYS[2])
+                 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+                 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
                  redis.call('SADD', KEYS[4], ARGV[2])
-                 redis.call('PEXPIRE', KEYS[4], ARGV[10], 'GT')
-                 return 1"
+                 redis.call('PEXPIRE', KEYS[4], ARGV[6], 'GT')
+                 return {1, settled}"
             )),
-            // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // expected version, data, now, ttl ('' keeps it), id, slack,
-            // client-set key prefix. Returns {0} absent, {1, version}
-            // conflict, {2, version, client, transport, created, ttl}
-            // written, {3} expired (and removed now).
+            // KEYS: marker, session, expiry index, journal, stage (the new
+            // data). ARGV: epoch, expected version, the new version and
+            // now twice (60 digits: version, updated, last activity), now,
+            // ttl ('' keeps it), id, slack, client-set key prefix. Returns
+            // {0} absent, {1, version} conflict, {2, the value's new tail
+            // after the data} written, {3} expired (and removed now).
             update: Script::new(concat!(
-                "local f = redis.call('HMGET', KEYS[2], 'v', 'e', 'ttl', 'c', 't', 'ca', 'js')
-                 if not f[1] then\n",
+                meta!(),
+                "local m = meta(KEYS[2])
+                 if not m then redis.call('DEL', KEYS[5]) end
+                 if m == nil then\n",
                 marker_check!(),
                 "  return {0}
                  end
-                 if tonumber(f[2]) <= tonumber(ARGV[4]) then
-                   redis.call('DEL', KEYS[2], KEYS[4])
+                 if not m then return redis.error_reply('KEEL_FORMAT') end
+                 if m.e <= tonumber(ARGV[4]) then
+                   local _, c = names(m)
+                   redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
                    redis.call('ZREM', KEYS[3], ARGV[6])
-                   redis.call('SREM', ARGV[8] .. f[4], ARGV[6])
+                   if c then redis.call('SREM', ARGV[8] .. c, ARGV[6]) end
                    return {3}
                  end
-                 if f[1] ~= ARGV[2] then return {1, f[1]} end
+                 local v = string.sub(m.tail, m.n - 82, m.n - 63)
+                 if v ~= ARGV[2] then
+                   redis.call('DEL', KEYS[5])
+                   return {1, v}
+                 end
+                 local head = names(m)
+                 if not head then
+                   redis.call('DEL', KEYS[5])
+                   return redis.error_reply('KEEL_FORMAT')
+                 end
                  local ttl = ARGV[5]
-                 if ttl == '' then ttl = f[3] end
-                 local e = string.format('%d', tonumber(ARGV[4]) + tonumber(ttl))
-                 local v = tostring(tonumber(f[1]) + 1)
-                 redis.call('HSET', KEYS[2], 'd', ARGV[3], 'v', v, 'ua', ARGV[4], 'la', ARGV[4], 'ttl', ttl, 'e', e)
-                 local keep = tonumber(ttl) + tonumber(ARGV[7])
+                 if ttl == '' then ttl = string.sub(m.tail, m.n - 22, m.n - 3) end
+                 local tail = head .. ARGV[3] .. ttl .. string.sub(m.tail, m.n - 2)
+                 redis.call('APPEND', KEYS[5], tail)
+                 redis.call('RENAME', KEYS[5], KEYS[2])
+                 local keep = string.format('%d', tonumber(ttl) + tonumber(ARGV[7]))
                  redis.call('PEXPIRE', KEYS[2], keep)
-                 if f[7] ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
-                 redis.call('ZADD', KEYS[3], e, ARGV[6])
-                 return {2, v, f[4], f[5], f[6], ttl}"
+                 if m.j ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
+                 if ARGV[5] ~= '' then
+                   redis.call('ZADD', KEYS[3], string.format('%d', tonumber(ARGV[4]) + tonumber(ttl)), ARGV[6])
+                 end
+                 return {2, tail}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now, id, slack, client-set key prefix. Returns the session's
-            // fields (c, t, ca, ua, la, ttl, v, d, e), nil when absent, {}
-            // when expired (removed now).
+            // now (20 digits), id, slack, client-set key prefix. Returns 1
+            // touched (the caller's GET in the same transaction reads it
+            // back), 0 absent, -1 expired (removed now).
             touch: Script::new(concat!(
-                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl', 'c', 'js')
-                 if not f[1] then\n",
+                meta!(),
+                "local m = meta(KEYS[2])
+                 if m == nil then\n",
                 marker_check!(),
-                "  return false
+                "  return 0
                  end
-                 if tonumber(f[1]) <= tonumber(ARGV[2]) then
+                 if not m then return redis.error_reply('KEEL_FORMAT') end
+                 if m.e <= tonumber(ARGV[2]) then
+                   local _, c = names(m)
                    redis.call('DEL', KEYS[2], KEYS[4])
                    redis.call('ZREM', KEYS[3], ARGV[3])
-                   redis.call('SREM', ARGV[5] .. f[3], ARGV[3])
-                   return {}
+                   if c then redis.call('SREM', ARGV[5] .. c, ARGV[3]) end
+                   return -1
                  end
-                 local e = string.format('%d', tonumber(ARGV[2]) + tonumber(f[2]))
-                 redis.call('HSET', KEYS[2], 'la', ARGV[2], 'e', e)
-                 local keep = tonumber(f[2]) + tonumber(ARGV[4])
+                 redis.call('SETRANGE', KEYS[2], redis.call('STRLEN', KEYS[2]) - 123 + 80, ARGV[2])
+                 local keep = string.format('%d', m.ttl + tonumber(ARGV[4]))
                  redis.call('PEXPIRE', KEYS[2], keep)
-                 if f[4] ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
-                 redis.call('ZADD', KEYS[3], e, ARGV[3])
-                 return redis.call('HMGET', KEYS[2], 'c', 't', 'ca', 'ua', 'la', 'ttl', 'v', 'd', 'e')"
+                 if m.j ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
+                 return 1"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch, id,
-            // client-set key prefix. Returns 1 if it was there.
+            // client-set key prefix. Returns 1 if it was there (a value
+            // not in this store's layout is removed too).
             delete: Script::new(script!(
-                "local c = redis.call('HGET', KEYS[2], 'c')
+                meta!(),
+                "local m = meta(KEYS[2])
                  redis.call('ZREM', KEYS[3], ARGV[2])
                  redis.call('DEL', KEYS[4])
-                 if not c then return 0 end
-                 redis.call('SREM', ARGV[3] .. c, ARGV[2])
+                 if m == nil then return 0 end
+                 if m then
+                   local _, c = names(m)
+                   if c then redis.call('SREM', ARGV[3] .. c, ARGV[2]) end
+                 end
                  return redis.call('DEL', KEYS[2])"
             )),
             // KEYS: marker, expiry index.
             len: Script::new(script!("return redis.call('ZCARD', KEYS[2])")),
-            // KEYS: marker, client set. ARGV: epoch, now, session key
-            // prefix. Returns the live sessions' fields, each after its
-            // id; forgets ids whose session is gone.
+            // KEYS: marker, client set. ARGV: epoch, session key prefix.
+            // Returns each session's id and value (the caller drops
+            // expired ones); forgets ids whose session is gone.
             by_client: Script::new(script!(
                 "local out = {}
                  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-                   local f = redis.call('HMGET', ARGV[3] .. id, 'c', 't', 'ca', 'ua', 'la', 'ttl', 'v', 'd', 'e')
-                   if not f[1] then
+                   local value = redis.call('GET', ARGV[2] .. id)
+                   if not value then
                      redis.call('SREM', KEYS[2], id)
-                   elseif tonumber(f[9]) > tonumber(ARGV[2]) then
+                   else
                      table.insert(out, id)
-                     table.insert(out, f)
+                     table.insert(out, value)
                    end
                  end
                  return out"
             )),
             // KEYS: marker, expiry index. ARGV: epoch, now, batch, key
-            // prefix. Removes up to `batch` expired sessions; returns how
-            // many.
+            // prefix. Settles up to `batch` ids due by `now` (see
+            // `settle`); returns {looked at, removed}.
             cleanup: Script::new(script!(
-                "local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-                 for _, id in ipairs(ids) do
-                   local s = ARGV[4] .. 's:' .. id
-                   local c = redis.call('HGET', s, 'c')
-                   if c then redis.call('SREM', ARGV[4] .. 'c:' .. c, id) end
-                   redis.call('DEL', s, ARGV[4] .. 'j:' .. id)
-                   redis.call('ZREM', KEYS[2], id)
-                 end
-                 return #ids"
+                meta!(),
+                "local looked, removed = settle(KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+                 return {looked, removed}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now, limit,
-            // record (JSON, without seq and status), slack.
+            // now, limit, record (JSON, without seq and status).
             // Returns {0} absent, {-1} full, {1, seq} appended.
             journal_append: Script::new(script!(
-                "local f = redis.call('HMGET', KEYS[2], 'e', 'ttl')
-                 if not f[1] or tonumber(f[1]) <= tonumber(ARGV[2]) then return {0} end
-                 if redis.call('HLEN', KEYS[4]) / 2 >= tonumber(ARGV[3]) then
-                   local oldest = nil
-                   local all = redis.call('HGETALL', KEYS[4])
-                   for i = 1, #all, 2 do
-                     local seq = string.match(all[i], '^(%d+):s$')
-                     if seq and all[i + 1] ~= '0' and (oldest == nil or tonumber(seq) < oldest) then
-                       oldest = tonumber(seq)
+                meta!(),
+                    "local m = meta(KEYS[2])
+                     if m == false then return redis.error_reply('KEEL_FORMAT') end
+                     if not m or m.e <= tonumber(ARGV[2]) then return {0} end
+                     if math.floor(redis.call('HLEN', KEYS[4]) / 2) >= tonumber(ARGV[3]) then
+                       local oldest = nil
+                       local all = redis.call('HGETALL', KEYS[4])
+                       for i = 1, #all, 2 do
+                         local seq = string.match(all[i], '^(%d+):s$')
+                         if seq and all[i + 1] ~= '0' and (oldest == nil or tonumber(seq) < oldest) then
+                           oldest = tonumber(seq)
+                         end
+                       end
+                       if oldest == nil then return {-1} end
+                       redis.call('HDEL', KEYS[4], tostring(oldest), tostring(oldest) .. ':s')
                      end
-                   end
-                   if oldest == nil then return {-1} end
-                   redis.call('HDEL', KEYS[4], tostring(oldest), tostring(oldest) .. ':s')
-                 end
-                 local seq = redis.call('HINCRBY', KEYS[2], 'js', 1)
-                 redis.call('HSET', KEYS[4], tostring(seq), ARGV[4], tostring(seq) .. ':s', '0')
-                 redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[2]))
-                 return {1, seq}"
+                     local seq = redis.call('HINCRBY', KEYS[4], 'n', 1)
+                     redis.call('HSET', KEYS[4], tostring(seq), ARGV[4], tostring(seq) .. ':s', '0')
+                     redis.call('PEXPIRE', KEYS[4], redis.call('PTTL', KEYS[2]))
+                     if m.j == '0' then
+                       redis.call('SETRANGE', KEYS[2], redis.call('STRLEN', KEYS[2]) - 123 + 120, '1')
+                     end
+                     return {1, seq}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now, seq,
-            // status. Returns {0} absent, {1} no record, {2, status}
-            // already finished, {3} marked.
+            // now, seq, status. Returns {0} absent, {1} no record, {2,
+            // status} already finished, {3} marked.
             journal_mark: Script::new(script!(
-                "local e = redis.call('HGET', KEYS[2], 'e')
-                 if not e or tonumber(e) <= tonumber(ARGV[2]) then return {0} end
-                 local s = redis.call('HGET', KEYS[4], ARGV[3] .. ':s')
-                 if not s then return {1} end
-                 if s ~= '0' then return {2, s} end
-                 redis.call('HSET', KEYS[4], ARGV[3] .. ':s', ARGV[4])
-                 return {3}"
+                meta!(),
+                    "local m = meta(KEYS[2])
+                     if m == false then return redis.error_reply('KEEL_FORMAT') end
+                     if not m or m.e <= tonumber(ARGV[2]) then return {0} end
+                     local s = redis.call('HGET', KEYS[4], ARGV[3] .. ':s')
+                     if not s then return {1} end
+                     if s ~= '0' then return {2, s} end
+                     redis.call('HSET', KEYS[4], ARGV[3] .. ':s', ARGV[4])
+                     return {3}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now. Returns
-            // nil when the session is absent, else the journal hash.
+            // now. Returns nil when the session is absent, else the
+            // journal hash.
             journal: Script::new(script!(
-                "local e = redis.call('HGET', KEYS[2], 'e')
-                 if not e or tonumber(e) <= tonumber(ARGV[2]) then return false end
-                 return redis.call('HGETALL', KEYS[4])"
+                meta!(),
+                    "local m = meta(KEYS[2])
+                     if m == false then return redis.error_reply('KEEL_FORMAT') end
+                     if not m or m.e <= tonumber(ARGV[2]) then return false end
+                     return redis.call('HGETALL', KEYS[4])"
             )),
         }
     }
