@@ -346,3 +346,54 @@ async fn flushed_scripts_are_loaded_again() {
     store.create(NewSession::new("c", "http")).await.unwrap();
     f.delete_keys().await;
 }
+
+/// Redis's own expiry of a session's key follows its TTL through writes
+/// (one second of slack past it): set at create, kept by an update that
+/// keeps the TTL, moved by one that gives a new TTL, renewed by a touch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_redis_expiry_follows_the_session_ttl() {
+    let f = Redis::default();
+    let store = f.store(StoreConfig::default(), ManualClock::at(0), None);
+    let prefix = prefix_of(&store);
+    let mut redis = connect(&url()).await;
+    let s = store
+        .create(NewSession::new("c", "http").with_ttl(Duration::from_secs(50)))
+        .await
+        .unwrap();
+    let key = format!("{prefix}s:{}", s.id);
+    let mut pttl = async || -> i64 {
+        redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap()
+    };
+    let near = |ms: i64, want: i64| (want - 2_000..=want).contains(&ms);
+    assert!(near(pttl().await, 51_000), "created");
+    let s = store
+        .update(&s.id, s.version, s.data.clone())
+        .await
+        .unwrap();
+    assert!(
+        near(pttl().await, 51_000),
+        "an update keeps the session's ttl"
+    );
+    let s = store
+        .update_with_ttl(
+            &s.id,
+            s.version,
+            s.data.clone(),
+            Some(Duration::from_secs(200)),
+        )
+        .await
+        .unwrap();
+    assert!(near(pttl().await, 201_000), "a new ttl");
+    store
+        .update(&s.id, s.version, s.data.clone())
+        .await
+        .unwrap();
+    assert!(near(pttl().await, 201_000), "kept again");
+    store.touch(&s.id).await.unwrap();
+    assert!(near(pttl().await, 201_000), "touched");
+    f.delete_keys().await;
+}

@@ -67,10 +67,6 @@ const SLACK_MS: u64 = 1_000;
 /// for long.
 const CLEANUP_BATCH: u64 = 500;
 
-/// How long a staged value outlives a transaction that failed before its
-/// script consumed it (the next staged write replaces it anyway).
-const STAGE_MS: u64 = 10_000;
-
 /// Sessions in Redis, shared by every process pointed at the same Redis
 /// and prefix. Clones share the connection and the expiry sweep.
 ///
@@ -242,8 +238,10 @@ fn digits(n: u64) -> String {
 enum With<'v> {
     /// The script alone (no transaction).
     Nothing,
-    /// A `SET` of the staging key to this value, before the script.
-    Staged(&'v [u8]),
+    /// A `SET` of the staging key to this value, expiring after these
+    /// milliseconds (what the script renames keeps them), before the
+    /// script.
+    Staged(&'v [u8], u64),
     /// A `GET` of this key, after the script.
     ThenGet(&'v str),
 }
@@ -272,18 +270,14 @@ impl Inner {
     }
 
     /// The keys and epoch of a script on session `id` (marker, session,
-    /// expiry index, journal, and the staging key when `staged`); the
-    /// caller adds the rest.
-    fn on_session(&self, call: &mut Cmd, id: &SessionId, epoch: &str, staged: bool) {
-        call.arg(if staged { 5 } else { 4 })
+    /// expiry index, journal); the caller adds the rest.
+    fn on_session(&self, call: &mut Cmd, id: &SessionId, epoch: &str) {
+        call.arg(4)
             .arg(&self.epoch_key)
             .arg(self.key("s", id))
             .arg(&self.index_key)
-            .arg(self.key("j", id));
-        if staged {
-            call.arg(&self.stage_key);
-        }
-        call.arg(epoch);
+            .arg(self.key("j", id))
+            .arg(epoch);
     }
 
     fn epoch(&self) -> String {
@@ -316,14 +310,14 @@ impl Inner {
             let mut redis = self.redis.clone();
             let result = match with {
                 With::Nothing => call.query_async(&mut redis).await,
-                With::Staged(value) => {
+                With::Staged(value, px) => {
                     let mut pipe = redis::pipe();
                     pipe.atomic()
                         .cmd("SET")
                         .arg(&self.stage_key)
                         .arg(value)
                         .arg("PX")
-                        .arg(STAGE_MS)
+                        .arg(px)
                         .ignore()
                         .add_command(call);
                     pipe.query_async(&mut redis).await
@@ -435,30 +429,27 @@ impl SessionStore for RedisStore {
         let limit = inner
             .config
             .max_sessions
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            .map(|l| u64::try_from(l).unwrap_or(u64::MAX));
         let value = codec::encode(&session, false);
-        let client_set = format!("{}{}", inner.client_prefix, session.client_id);
+        let keep = ttl.saturating_add(SLACK_MS);
         loop {
             let ((created, settled),): ((i64, u64),) = inner
                 .run(
                     Mode::Write,
                     Some(session.id),
                     &inner.scripts.create,
-                    With::Staged(&value),
+                    With::Staged(&value, keep),
                     |epoch, call| {
-                        call.arg(5)
-                            .arg(&inner.epoch_key)
-                            .arg(inner.key("s", &session.id))
-                            .arg(&inner.index_key)
-                            .arg(&client_set)
-                            .arg(&inner.stage_key)
+                        let limit = limit.map_or_else(|| " ".repeat(20), digits);
+                        call.arg(0)
+                            .arg(format!(
+                                "{now:020}{limit}{:020}{}",
+                                session.expires_at(),
+                                session.id
+                            ))
+                            .arg(&inner.prefix)
                             .arg(epoch)
-                            .arg(session.id.to_string())
-                            .arg(now)
-                            .arg(limit)
-                            .arg(session.expires_at())
-                            .arg(ttl.saturating_add(SLACK_MS))
-                            .arg(&inner.prefix);
+                            .arg(&*session.client_id);
                     },
                 )
                 .await?;
@@ -517,12 +508,17 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         inner.config.check_size(&data)?;
         let now = inner.now();
-        let ttl_arg = ttl.map_or_else(String::new, |t| {
-            digits(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-        });
-        let expected = digits(expected_version);
-        let written = format!(
-            "{:020}{now:020}{now:020}",
+        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        // Staged with the session's Redis ttl if it is the one given, or
+        // the default (the script sets it only when the guess was wrong).
+        let default_ttl = u64::try_from(inner.config.default_ttl.as_millis()).unwrap_or(u64::MAX);
+        let keep = ttl_ms.unwrap_or(default_ttl).saturating_add(SLACK_MS);
+        let ttl = match ttl_ms {
+            Some(ms) => format!("1{ms:020}"),
+            None => format!("0{:20}", ""),
+        };
+        let packed = format!(
+            "{expected_version:020}{:020}{now:020}{now:020}{ttl}{keep:020}{SLACK_MS:020}{id}",
             expected_version.saturating_add(1)
         );
         let (reply,): (Vec<Value>,) = inner
@@ -530,16 +526,9 @@ impl SessionStore for RedisStore {
                 Mode::Write,
                 Some(*id),
                 &inner.scripts.update,
-                With::Staged(data.as_json().as_bytes()),
+                With::Staged(data.as_json().as_bytes(), keep),
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, true);
-                    call.arg(&expected)
-                        .arg(&written)
-                        .arg(now)
-                        .arg(&ttl_arg)
-                        .arg(id.to_string())
-                        .arg(SLACK_MS)
-                        .arg(&inner.client_prefix);
+                    call.arg(0).arg(&packed).arg(&inner.prefix).arg(epoch);
                 },
             )
             .await?;
@@ -583,7 +572,7 @@ impl SessionStore for RedisStore {
                 &inner.scripts.touch,
                 With::ThenGet(&key),
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, false);
+                    inner.on_session(call, id, epoch);
                     call.arg(&at)
                         .arg(id.to_string())
                         .arg(SLACK_MS)
@@ -612,7 +601,7 @@ impl SessionStore for RedisStore {
                 &inner.scripts.delete,
                 With::Nothing,
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, false);
+                    inner.on_session(call, id, epoch);
                     call.arg(id.to_string()).arg(&inner.client_prefix);
                 },
             )
@@ -696,7 +685,7 @@ impl SessionJournal for RedisStore {
                 &inner.scripts.journal_append,
                 With::Nothing,
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, false);
+                    inner.on_session(call, id, epoch);
                     call.arg(now)
                         .arg(inner.config.max_journal_records)
                         .arg(&record);
@@ -728,7 +717,7 @@ impl SessionJournal for RedisStore {
                 &inner.scripts.journal_mark,
                 With::Nothing,
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, false);
+                    inner.on_session(call, id, epoch);
                     call.arg(now).arg(seq).arg(status_code(status));
                 },
             )
@@ -755,7 +744,7 @@ impl SessionJournal for RedisStore {
                 &inner.scripts.journal,
                 With::Nothing,
                 |epoch, call| {
-                    inner.on_session(call, id, epoch, false);
+                    inner.on_session(call, id, epoch);
                     call.arg(now);
                 },
             )

@@ -23,10 +23,20 @@
 
 use redis::Script;
 
-/// The marker check: `KEYS[1]` against the store's epoch in `ARGV[1]`.
+/// The marker check: `KEYS[1]` against the store's epoch in `ARGV[1]`
+/// (or the key and epoch the Lua expressions `$key` and `$epoch` name).
 macro_rules! marker_check {
     () => {
-        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('KEEL_LOST') end\n"
+        marker_check!("KEYS[1]", "ARGV[1]")
+    };
+    ($key:literal, $epoch:literal) => {
+        concat!(
+            "if redis.call('GET', ",
+            $key,
+            ") ~= ",
+            $epoch,
+            " then return redis.error_reply('KEEL_LOST') end\n"
+        )
     };
 }
 
@@ -119,76 +129,94 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
-            // KEYS: marker, session, expiry index, client set, stage (the
-            // whole value). ARGV: epoch, id, now, limit (-1: none),
-            // expires, Redis ttl, key prefix. Returns {1, settled}
-            // created, {0, settled} at the limit, {-1, settled} the id is
-            // taken; `settled`: expired sessions removed to make room.
-            create: Script::new(script!(
+            // The two hot writes take no keys and three or four
+            // arguments, their fixed-width numbers packed into the first,
+            // and build their keys from the prefix: each key or argument
+            // costs this server about 0.4 µs (a Lua string and a check),
+            // as much as slicing ten of them out of one string.
+            //
+            // ARGV: `now` (20 digits), `limit` (20 digits, or 20 spaces
+            // for none), `expires` (20 digits), then the id (32); the key
+            // prefix; the epoch; the client id. The value is staged with
+            // the session's Redis ttl. Returns {1, settled} created, {0,
+            // settled} at the limit, {-1, settled} the id is taken;
+            // `settled`: expired sessions removed to make room. (A client
+            // set has no expiry of its own: it goes when cleanup, settling
+            // and deletes have taken its last id.)
+            create: Script::new(concat!(
+                marker_check!("ARGV[2] .. 'epoch'", "ARGV[3]"),
                 meta!(),
-                "local settled = 0
-                 local limit = tonumber(ARGV[4])
-                 if limit >= 0 and redis.call('ZCARD', KEYS[3]) >= limit then
-                   local _, removed = settle(KEYS[3], ARGV[3], 100, ARGV[7])
+                "local a, prefix = ARGV[1], ARGV[2]
+                 local id = string.sub(a, 61, 92)
+                 local stage, index = prefix .. 'stage', prefix .. 'x'
+                 local settled = 0
+                 local limit = tonumber(string.sub(a, 21, 40))
+                 if limit and redis.call('ZCARD', index) >= limit then
+                   local _, removed = settle(index, string.sub(a, 1, 20), 100, prefix)
                    settled = removed
-                   if redis.call('ZCARD', KEYS[3]) >= limit then
-                     redis.call('DEL', KEYS[5])
+                   if redis.call('ZCARD', index) >= limit then
+                     redis.call('DEL', stage)
                      return {0, settled}
                    end
                  end
-                 if redis.call('EXISTS', KEYS[2]) == 1 then
-                   redis.call('DEL', KEYS[5])
+                 if redis.call('RENAMENX', stage, prefix .. 's:' .. id) == 0 then
+                   redis.call('DEL', stage)
                    return {-1, settled}
                  end
-                 redis.call('RENAME', KEYS[5], KEYS[2])
-                 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-                 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
-                 redis.call('SADD', KEYS[4], ARGV[2])
-                 redis.call('PEXPIRE', KEYS[4], ARGV[6], 'GT')
+                 redis.call('ZADD', index, string.sub(a, 41, 60), id)
+                 redis.call('SADD', prefix .. 'c:' .. ARGV[4], id)
                  return {1, settled}"
             )),
-            // KEYS: marker, session, expiry index, journal, stage (the new
-            // data). ARGV: epoch, expected version, the new version and
-            // now twice (60 digits: version, updated, last activity), now,
-            // ttl ('' keeps it), id, slack, client-set key prefix. Returns
-            // {0} absent, {1, version} conflict, {2, the value's new tail
-            // after the data} written, {3} expired (and removed now).
+            // ARGV: the expected version, the new version and now twice
+            // (60 digits: version, updated, last activity), `1` and the new
+            // ttl or `0` and 20 spaces (keep it), the ttl the data was
+            // staged with, the slack (20 digits each), then the id (32);
+            // the key prefix; the epoch. Returns {0} absent, {1, version}
+            // conflict, {2, the value's new tail after the data} written,
+            // {3} expired (and removed now).
             update: Script::new(concat!(
                 meta!(),
-                "local m = meta(KEYS[2])
-                 if not m then redis.call('DEL', KEYS[5]) end
+                "local a, prefix = ARGV[1], ARGV[2]
+                 local id = string.sub(a, 142, 173)
+                 local key, stage = prefix .. 's:' .. id, prefix .. 'stage'
+                 local now = tonumber(string.sub(a, 41, 60))
+                 local m = meta(key)
+                 if not m then redis.call('DEL', stage) end
                  if m == nil then\n",
-                marker_check!(),
+                marker_check!("prefix .. 'epoch'", "ARGV[3]"),
                 "  return {0}
                  end
                  if not m then return redis.error_reply('KEEL_FORMAT') end
-                 if m.e <= tonumber(ARGV[4]) then
+                 local journal = prefix .. 'j:' .. id
+                 if m.e <= now then
                    local _, c = names(m)
-                   redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
-                   redis.call('ZREM', KEYS[3], ARGV[6])
-                   if c then redis.call('SREM', ARGV[8] .. c, ARGV[6]) end
+                   redis.call('DEL', key, journal, stage)
+                   redis.call('ZREM', prefix .. 'x', id)
+                   if c then redis.call('SREM', prefix .. 'c:' .. c, id) end
                    return {3}
                  end
                  local v = string.sub(m.tail, m.n - 82, m.n - 63)
-                 if v ~= ARGV[2] then
-                   redis.call('DEL', KEYS[5])
+                 if v ~= string.sub(a, 1, 20) then
+                   redis.call('DEL', stage)
                    return {1, v}
                  end
                  local head = names(m)
                  if not head then
-                   redis.call('DEL', KEYS[5])
+                   redis.call('DEL', stage)
                    return redis.error_reply('KEEL_FORMAT')
                  end
-                 local ttl = ARGV[5]
-                 if ttl == '' then ttl = string.sub(m.tail, m.n - 22, m.n - 3) end
-                 local tail = head .. ARGV[3] .. ttl .. string.sub(m.tail, m.n - 2)
-                 redis.call('APPEND', KEYS[5], tail)
-                 redis.call('RENAME', KEYS[5], KEYS[2])
-                 local keep = string.format('%d', tonumber(ttl) + tonumber(ARGV[7]))
-                 redis.call('PEXPIRE', KEYS[2], keep)
-                 if m.j ~= '0' then redis.call('PEXPIRE', KEYS[4], keep) end
-                 if ARGV[5] ~= '' then
-                   redis.call('ZADD', KEYS[3], string.format('%d', tonumber(ARGV[4]) + tonumber(ttl)), ARGV[6])
+                 local given = string.sub(a, 81, 81) == '1'
+                 local ttl = given and string.sub(a, 82, 101) or string.sub(m.tail, m.n - 22, m.n - 3)
+                 local tail = head .. string.sub(a, 21, 80) .. ttl .. string.sub(m.tail, m.n - 2)
+                 redis.call('APPEND', stage, tail)
+                 redis.call('RENAME', stage, key)
+                 local keep = tonumber(ttl) + tonumber(string.sub(a, 122, 141))
+                 if keep ~= tonumber(string.sub(a, 102, 121)) then
+                   redis.call('PEXPIRE', key, string.format('%d', keep))
+                 end
+                 if m.j ~= '0' then redis.call('PEXPIRE', journal, string.format('%d', keep)) end
+                 if given then
+                   redis.call('ZADD', prefix .. 'x', string.format('%d', now + tonumber(ttl)), id)
                  end
                  return {2, tail}"
             )),
