@@ -6,7 +6,8 @@
 //! each batch to a file and `fdatasync`s it while sending the batch to
 //! both followers, which append and `fdatasync` it too, and answers the
 //! batch's clients once its own flush and one follower's are done. Batches
-//! form while the previous one is on its way, as keel's do.
+//! form while earlier ones are on their way, up to two on their way at
+//! once, as keel's leader proposes them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Set when this bench runs as a floor node: `leader LISTEN DIR FOLLOWER FOLLOWER`
 /// or `follower LISTEN DIR`.
@@ -117,43 +118,81 @@ pub(crate) async fn run(spec: &str) {
     }
 }
 
+/// A batch on its way: its clients, and the leader's own flush of it.
+type InFlight = (
+    Vec<(mpsc::UnboundedSender<u64>, u64, Vec<u8>)>,
+    oneshot::Receiver<()>,
+);
+
 async fn replicate(
     file: Arc<File>,
-    mut followers: Vec<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>,
+    followers: Vec<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>,
     mut waiting: mpsc::UnboundedReceiver<(mpsc::UnboundedSender<u64>, u64, Vec<u8>)>,
 ) {
+    // The leader's own log, flushed in order, one batch after another.
+    let (own, mut flushes) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<()>)>();
+    tokio::spawn(async move {
+        while let Some((bytes, done)) = flushes.recv().await {
+            append(&file, bytes).await;
+            let _ = done.send(());
+        }
+    });
+    // Each follower answers its batches in order: count the answers.
+    let (answers, mut answered) = mpsc::unbounded_channel::<usize>();
+    let count = followers.len();
+    let mut writers = Vec::new();
+    for (i, (mut r, w)) in followers.into_iter().enumerate() {
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            while read_frame(&mut r).await.is_some() {
+                let _ = answers.send(i);
+            }
+        });
+        writers.push(w);
+    }
+    // Batches are answered in order once the leader and one follower hold
+    // them; as many in flight at once as keel's leader proposes.
+    let slots = Arc::new(Semaphore::new(2));
+    let (sent, mut on_the_way) = mpsc::unbounded_channel::<InFlight>();
+    let freed = Arc::clone(&slots);
+    tokio::spawn(async move {
+        let mut held = vec![0u64; count];
+        let mut n = 0u64;
+        while let Some((clients, flushed)) = on_the_way.recv().await {
+            n += 1;
+            while held.iter().max().copied().unwrap_or(0) < n {
+                let Some(i) = answered.recv().await else {
+                    return;
+                };
+                held[i] += 1;
+            }
+            let _ = flushed.await;
+            for (client, id, _) in clients {
+                let _ = client.send(id);
+            }
+            freed.add_permits(1);
+        }
+    });
     let mut batch = Vec::new();
-    while waiting.recv_many(&mut batch, 4096).await > 0 {
+    loop {
+        let Ok(slot) = slots.acquire().await else {
+            return;
+        };
+        slot.forget();
+        if waiting.recv_many(&mut batch, 4096).await == 0 {
+            return;
+        }
         let mut bytes = Vec::new();
         for (_, _, value) in &batch {
             bytes.extend_from_slice(value);
         }
-        let sent = frame(&bytes);
-        for (_, w) in &mut followers {
-            w.write_all(&sent).await.expect("to follower");
+        let framed = frame(&bytes);
+        for w in &mut writers {
+            w.write_all(&framed).await.expect("to follower");
         }
-        let own = append(&file, bytes);
-        let (first, second) = followers.split_at_mut(1);
-        let one = read_frame(&mut first[0].0);
-        let two = read_frame(&mut second[0].0);
-        tokio::pin!(one, two);
-        // A majority: the leader and whichever follower answers first.
-        let majority = async {
-            tokio::select! {
-                _ = &mut one => false,
-                _ = &mut two => true,
-            }
-        };
-        let ((), two_first) = tokio::join!(own, majority);
-        for (client, id, _) in batch.drain(..) {
-            let _ = client.send(id);
-        }
-        // The slower follower's answer, before the next batch goes out.
-        if two_first {
-            one.await;
-        } else {
-            two.await;
-        }
+        let (done, flushed) = oneshot::channel();
+        let _ = own.send((bytes, done));
+        let _ = sent.send((std::mem::take(&mut batch), flushed));
     }
 }
 
