@@ -280,6 +280,15 @@ impl Inner {
             .arg(epoch);
     }
 
+    /// The keys and epoch of a script on the whole store (marker, expiry
+    /// index); the caller adds the rest.
+    fn on_index(&self, call: &mut Cmd, epoch: &str) {
+        call.arg(2)
+            .arg(&self.epoch_key)
+            .arg(&self.index_key)
+            .arg(epoch);
+    }
+
     fn epoch(&self) -> String {
         self.epoch
             .lock()
@@ -394,13 +403,8 @@ impl Inner {
                     &self.scripts.cleanup,
                     With::Nothing,
                     |epoch, call| {
-                        call.arg(2)
-                            .arg(&self.epoch_key)
-                            .arg(&self.index_key)
-                            .arg(epoch)
-                            .arg(now)
-                            .arg(CLEANUP_BATCH)
-                            .arg(&self.prefix);
+                        self.on_index(call, epoch);
+                        call.arg(now).arg(CLEANUP_BATCH).arg(&self.prefix);
                     },
                 )
                 .await?;
@@ -622,12 +626,7 @@ impl SessionStore for RedisStore {
                 None,
                 &inner.scripts.len,
                 With::Nothing,
-                |epoch, call| {
-                    call.arg(2)
-                        .arg(&inner.epoch_key)
-                        .arg(&inner.index_key)
-                        .arg(epoch);
-                },
+                |epoch, call| inner.on_index(call, epoch),
             )
             .await?;
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
