@@ -100,9 +100,11 @@ impl fmt::Debug for Command {
 
 /// A log entry's payload: the writes the leader gathered while the
 /// previous entry was on its way, applied in order (one fsync and one
-/// replication round for all of them).
+/// replication round for all of them). Shared, so the copies raft takes of
+/// an entry (one per follower it sends it to, one to apply it) share its
+/// data; encoded as the list itself.
 #[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct Batch(pub(crate) Vec<Command>);
+pub(crate) struct Batch(pub(crate) Arc<Vec<Command>>);
 
 impl fmt::Debug for Batch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -122,7 +122,7 @@ fn by_size<T>(batch: Vec<(Command, T)>) -> Vec<Vec<(Command, T)>> {
 
 async fn propose(raft: &Raft<SessionRaft>, entry: Vec<(Command, Waiter<Reply>)>) {
     let (commands, waiters): (Vec<_>, Vec<_>) = entry.into_iter().unzip();
-    match raft.client_write(Batch(commands)).await {
+    match raft.client_write(Batch(Arc::new(commands))).await {
         Ok(written) => {
             for (waiter, reply) in waiters.into_iter().zip(written.data.0) {
                 let _ = waiter.send(Ok(reply));

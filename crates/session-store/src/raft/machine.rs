@@ -177,8 +177,9 @@ impl RaftStateMachine<SessionRaft> for Machine {
             replies.push(match entry.payload {
                 EntryPayload::Blank => Replies::default(),
                 EntryPayload::Normal(batch) => Replies(
-                    batch
-                        .0
+                    // The log's cache holds the batch too: the commands are
+                    // copied here, once, as the store takes them.
+                    Arc::unwrap_or_clone(batch.0)
                         .into_iter()
                         .map(|mut command| {
                             self.applied.clock = self.applied.clock.max(command.at);

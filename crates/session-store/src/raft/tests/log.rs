@@ -14,7 +14,7 @@ fn entries(from: u64, to: u64) -> Vec<Entry<SessionRaft>> {
     (from..=to)
         .map(|i| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-            payload: EntryPayload::Normal(Batch(Vec::new())),
+            payload: EntryPayload::Normal(Batch(Default::default())),
         })
         .collect()
 }
