@@ -79,44 +79,11 @@ pub(super) fn encode(session: &Session, journal: bool) -> Vec<u8> {
     value
 }
 
-/// A session's fields but its data, as the fixed block holds them.
-pub(super) struct Meta {
-    pub(super) version: u64,
-    pub(super) created_at: u64,
-    pub(super) updated_at: u64,
-    pub(super) last_activity: u64,
-    pub(super) ttl: Duration,
-    pub(super) client_id: Arc<str>,
-    pub(super) transport: Arc<str>,
-}
-
-impl Meta {
-    /// When the session expires (as [`Session::expires_at`]).
-    pub(super) fn expires_at(&self) -> u64 {
-        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-        self.last_activity.saturating_add(ttl)
-    }
-
-    /// The session with `data`.
-    pub(super) fn with_data(self, id: SessionId, data: Data) -> Session {
-        Session {
-            id,
-            client_id: self.client_id,
-            transport: self.transport,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            last_activity: self.last_activity,
-            ttl: self.ttl,
-            version: self.version,
-            data,
-        }
-    }
-}
-
 /// Splits a value written by [`encode`] (or a tail of one holding at
-/// least the client id, transport and fixed block) into its metadata and
-/// the length of what comes before the client id (the data).
-pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Meta, usize), StoreError> {
+/// least the client id, transport and fixed block) into the session
+/// without its data (empty, which allocates nothing) and the length of
+/// what comes before the client id (the data).
+pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Session, usize), StoreError> {
     let unreadable = |reason: String| StoreError::Unreadable { id, reason };
     let Some(fixed_at) = value.len().checked_sub(FIXED) else {
         return Err(unreadable(format!(
@@ -150,7 +117,9 @@ pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Meta, usize), 
             .map(Arc::<str>::from)
             .map_err(|_| unreadable(format!("the {name} is not UTF-8")))
     };
-    let meta = Meta {
+    let session = Session {
+        id,
+        data: Data::new(),
         created_at: number(0, 20, "created")?,
         version: number(40, 20, "version")?,
         updated_at: number(60, 20, "updated")?,
@@ -159,7 +128,7 @@ pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Meta, usize), 
         client_id: text(data_len, client_len, "client id")?,
         transport: text(data_len + client_len, transport_len, "transport")?,
     };
-    Ok((meta, data_len))
+    Ok((session, data_len))
 }
 
 /// A session from its whole value, or `None` when it expired by `now`.
@@ -168,15 +137,15 @@ pub(super) fn decode(
     mut value: Vec<u8>,
     now: u64,
 ) -> Result<Option<Session>, StoreError> {
-    let (meta, data_len) = decode_meta(id, &value)?;
-    if meta.expires_at() <= now {
+    let (mut session, data_len) = decode_meta(id, &value)?;
+    if session.is_expired(now) {
         return Ok(None);
     }
     value.truncate(data_len);
     let unreadable = |reason: String| StoreError::Unreadable { id, reason };
     let text = String::from_utf8(value).map_err(|_| unreadable("data: not UTF-8".into()))?;
-    let data = Data::from_json(text).map_err(|e| unreadable(format!("data: {e}")))?;
-    Ok(Some(meta.with_data(id, data)))
+    session.data = Data::from_json(text).map_err(|e| unreadable(format!("data: {e}")))?;
+    Ok(Some(session))
 }
 
 /// What the journal keeps of a record besides its sequence and status.

@@ -15,8 +15,9 @@
 //!   MULTI/EXEC as the script (see `scripts`).
 //! - A client's sessions are a set (`{prefix}c:{client}`) kept with them;
 //!   ids whose session Redis expired are dropped from it when read and by
-//!   cleanup. A sorted set of ids by expiry (`{prefix}x`) serves `len`,
-//!   `max_sessions` and cleanup. The journal is a hash beside the session
+//!   cleanup. A sorted set of ids (`{prefix}x`) by a lower bound of their
+//!   expiry (see `scripts`) serves `len`, `max_sessions` and cleanup. The
+//!   journal is a hash beside the session
 //!   (`{prefix}j:{id}`), expiring with it.
 //! - A marker (`{prefix}epoch`) is checked by every call that does not
 //!   find its session there (a session that is there was written after
@@ -542,8 +543,9 @@ impl SessionStore for RedisStore {
                     Some(Value::BulkString(tail)) => tail.as_slice(),
                     _ => &[],
                 };
-                let (meta, _) = decode_meta(*id, tail)?;
-                Ok(Arc::new(meta.with_data(*id, data)))
+                let (mut session, _) = decode_meta(*id, tail)?;
+                session.data = data;
+                Ok(Arc::new(session))
             }
             Some(Value::Int(1)) => {
                 inner.events.emit(|name| Event::Conflict { name });
@@ -580,7 +582,7 @@ impl SessionStore for RedisStore {
                     call.arg(&at)
                         .arg(id.to_string())
                         .arg(SLACK_MS)
-                        .arg(&inner.client_prefix);
+                        .arg(&inner.prefix);
                 },
             )
             .await?;
@@ -606,7 +608,7 @@ impl SessionStore for RedisStore {
                 With::Nothing,
                 |epoch, call| {
                     inner.on_session(call, id, epoch);
-                    call.arg(id.to_string()).arg(&inner.client_prefix);
+                    call.arg(id.to_string()).arg(&inner.prefix);
                 },
             )
             .await?;

@@ -49,7 +49,10 @@ macro_rules! marker_check {
 /// the client id; `false` when the lengths do not fit. Offsets as in
 /// `codec`'s layout.
 ///
-/// `settle(now, batch, prefix)`: the expiry index holds a lower bound of
+/// `forget(m, prefix, id)`: removes session `id` (read as `m`) with its
+/// journal, its place in the expiry index and its client's set.
+///
+/// `settle(index, now, batch, prefix)`: the expiry index holds a lower bound of
 /// each session's expiry (touches and updates that only push it later do
 /// not move it, which would cost a `ZADD` on a large sorted set each):
 /// this looks at up to `batch` ids due by `now`, removes those whose
@@ -79,21 +82,23 @@ macro_rules! meta {
            local from = n - 122 - cl - tl
            return string.sub(tail, from, n - 83), string.sub(tail, from, from + cl - 1)
          end
+         local function forget(m, prefix, id)
+           if m then
+             local _, c = names(m)
+             if c then redis.call('SREM', prefix .. 'c:' .. c, id) end
+           end
+           redis.call('DEL', prefix .. 's:' .. id, prefix .. 'j:' .. id)
+           redis.call('ZREM', prefix .. 'x', id)
+         end
          local function settle(index, now, batch, prefix)
            local ids = redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, batch)
            local removed = 0
            for _, id in ipairs(ids) do
-             local s = prefix .. 's:' .. id
-             local m = meta(s)
+             local m = meta(prefix .. 's:' .. id)
              if m and m.e > tonumber(now) then
                redis.call('ZADD', index, string.format('%d', m.e), id)
              else
-               if m then
-                 local _, c = names(m)
-                 if c then redis.call('SREM', prefix .. 'c:' .. c, id) end
-               end
-               redis.call('DEL', s, prefix .. 'j:' .. id)
-               redis.call('ZREM', index, id)
+               forget(m, prefix, id)
                removed = removed + 1
              end
            end
@@ -189,10 +194,8 @@ impl Scripts {
                  if not m then return redis.error_reply('KEEL_FORMAT') end
                  local journal = prefix .. 'j:' .. id
                  if m.e <= now then
-                   local _, c = names(m)
-                   redis.call('DEL', key, journal, stage)
-                   redis.call('ZREM', prefix .. 'x', id)
-                   if c then redis.call('SREM', prefix .. 'c:' .. c, id) end
+                   redis.call('DEL', stage)
+                   forget(m, prefix, id)
                    return {3}
                  end
                  local v = string.sub(m.tail, m.n - 82, m.n - 63)
@@ -221,7 +224,7 @@ impl Scripts {
                  return {2, tail}"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
-            // now (20 digits), id, slack, client-set key prefix. Returns 1
+            // now (20 digits), id, slack, key prefix. Returns 1
             // touched (the caller's GET in the same transaction reads it
             // back), 0 absent, -1 expired (removed now).
             touch: Script::new(concat!(
@@ -233,10 +236,7 @@ impl Scripts {
                  end
                  if not m then return redis.error_reply('KEEL_FORMAT') end
                  if m.e <= tonumber(ARGV[2]) then
-                   local _, c = names(m)
-                   redis.call('DEL', KEYS[2], KEYS[4])
-                   redis.call('ZREM', KEYS[3], ARGV[3])
-                   if c then redis.call('SREM', ARGV[5] .. c, ARGV[3]) end
+                   forget(m, ARGV[5], ARGV[3])
                    return -1
                  end
                  redis.call('SETRANGE', KEYS[2], redis.call('STRLEN', KEYS[2]) - 123 + 80, ARGV[2])
@@ -246,19 +246,14 @@ impl Scripts {
                  return 1"
             )),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch, id,
-            // client-set key prefix. Returns 1 if it was there (a value
+            // key prefix. Returns 1 if it was there (a value
             // not in this store's layout is removed too).
             delete: Script::new(script!(
                 meta!(),
                 "local m = meta(KEYS[2])
-                 redis.call('ZREM', KEYS[3], ARGV[2])
-                 redis.call('DEL', KEYS[4])
+                 forget(m, ARGV[3], ARGV[2])
                  if m == nil then return 0 end
-                 if m then
-                   local _, c = names(m)
-                   if c then redis.call('SREM', ARGV[3] .. c, ARGV[2]) end
-                 end
-                 return redis.call('DEL', KEYS[2])"
+                 return 1"
             )),
             // KEYS: marker, expiry index.
             len: Script::new(script!("return redis.call('ZCARD', KEYS[2])")),
