@@ -336,6 +336,14 @@ async fn a_dropped_transaction_releases_its_locks_without_another_checkout() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(freed, "the row stayed locked with the pool idle");
+    // The server frees the lock when it runs the rollback; the pool
+    // shelves the connection once it has read the answer, a moment later.
+    for _ in 0..250 {
+        if pool.stats().idle == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(pool.stats().idle, 1, "the connection is idle again");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
         .execute(&mut other)
