@@ -50,17 +50,25 @@ pub(crate) enum Next {
 
 /// One operation's progress through its attempts. Starting one costs
 /// nothing (no clock read unless a total timeout is set, no allocation);
-/// what only retries need is allocated on the first failure.
-#[derive(Default)]
-pub(crate) struct Attempts {
-    pub(crate) attempt: u32,
-    started: Option<Instant>,
-    retrying: Option<Box<Retrying>>,
+/// what only retries need is allocated on the first failure. Two words:
+/// a tower future carries it on every call.
+pub(crate) struct Attempts(Progress);
+
+enum Progress {
+    /// The first attempt, its start not taken (no total timeout, or not
+    /// stamped yet).
+    Fresh,
+    /// The first attempt, started then.
+    Started(Instant),
+    /// At least one attempt failed.
+    Retrying(Box<Retrying>),
 }
 
 /// The state of an operation that has failed at least once.
-#[derive(Default)]
 struct Retrying {
+    started: Option<Instant>,
+    /// The attempt under way.
+    attempt: u32,
     previous: Option<Duration>,
     rng: Option<fastrand::Rng>,
     custom: Option<Box<dyn Backoff>>,
@@ -70,14 +78,56 @@ impl Attempts {
     /// `now` is read only when the policy has a total timeout.
     #[inline]
     pub(crate) fn start(policy: &RetryPolicy, now: impl FnOnce() -> Instant) -> Self {
-        Self {
-            attempt: 1,
-            started: policy.total_timeout.map(|_| now()),
-            retrying: None,
+        let mut attempts = Self::unstarted();
+        attempts.stamp(policy, now);
+        attempts
+    }
+
+    /// Attempts whose start is stamped later: by [`stamp`](Self::stamp)
+    /// once the first attempt is under way, or at its failure. An attempt
+    /// that succeeds at once then reads no clock.
+    #[inline]
+    pub(crate) fn unstarted() -> Self {
+        Self(Progress::Fresh)
+    }
+
+    /// Takes the first attempt's start as now, unless it was taken or the
+    /// policy has no total timeout.
+    #[inline]
+    pub(crate) fn stamp(&mut self, policy: &RetryPolicy, now: impl FnOnce() -> Instant) {
+        if matches!(self.0, Progress::Fresh) && policy.total_timeout.is_some() {
+            self.0 = Progress::Started(now());
         }
     }
 
-    /// After attempt `self.attempt` failed with `verdict`: wait and retry,
+    /// The attempt under way, from 1.
+    #[inline]
+    pub(crate) fn attempt(&self) -> u32 {
+        match &self.0 {
+            Progress::Retrying(r) => r.attempt,
+            Progress::Fresh | Progress::Started(_) => 1,
+        }
+    }
+
+    /// The retry state, made on the first failure.
+    fn retrying(&mut self) -> &mut Retrying {
+        let started = match self.0 {
+            Progress::Retrying(ref mut r) => return r,
+            Progress::Fresh => None,
+            Progress::Started(at) => Some(at),
+        };
+        self.0 = Progress::Retrying(Box::new(Retrying {
+            started,
+            attempt: 1,
+            previous: None,
+            rng: None,
+            custom: None,
+        }));
+        // Now `Retrying`: answered by the first arm.
+        self.retrying()
+    }
+
+    /// After the attempt under way failed with `verdict`: wait and retry,
     /// or give up. `now` is read only to hold a total timeout.
     pub(crate) fn next(
         &mut self,
@@ -85,7 +135,7 @@ impl Attempts {
         verdict: Verdict,
         now: impl FnOnce() -> Instant,
     ) -> Next {
-        let attempt = self.attempt;
+        let attempt = self.attempt();
         let class = match verdict {
             Verdict::Transient { class, .. } | Verdict::RetryAfter { class, .. } => Some(class),
             Verdict::Permanent | Verdict::OutcomeUnknown => None,
@@ -108,7 +158,7 @@ impl Attempts {
         if attempt >= schedule.max_attempts {
             return self.give_up(parts, GaveUp::Exhausted);
         }
-        let retrying = self.retrying.get_or_insert_with(Box::default);
+        let retrying = self.retrying();
         let delay = match (hint, parts.backoff) {
             (Some(after), _) => Some(after),
             (None, Some(make)) => retrying
@@ -128,13 +178,13 @@ impl Attempts {
         let Some(delay) = delay else {
             return self.give_up(parts, GaveUp::Exhausted);
         };
-        if let (Some(total), Some(started)) = (parts.policy.total_timeout, self.started)
-            && now()
-                .saturating_duration_since(started)
-                .saturating_add(delay)
-                > total
-        {
-            return self.give_up(parts, GaveUp::Deadline);
+        if let Some(total) = parts.policy.total_timeout {
+            let now = now();
+            // Not stamped: the first attempt failed as soon as it ran.
+            let started = *retrying.started.get_or_insert(now);
+            if now.saturating_duration_since(started).saturating_add(delay) > total {
+                return self.give_up(parts, GaveUp::Deadline);
+            }
         }
         if let Some(budget) = parts.budget
             && !budget.withdraw()
@@ -144,13 +194,13 @@ impl Attempts {
         }
         parts.emit(Event::RetryScheduled { attempt, delay });
         retrying.previous = Some(delay);
-        self.attempt += 1;
+        retrying.attempt += 1;
         Next::Retry(delay)
     }
 
     fn give_up(&self, parts: Parts<'_>, reason: GaveUp) -> Next {
         parts.emit(Event::GaveUp {
-            attempts: self.attempt,
+            attempts: self.attempt(),
             reason,
         });
         Next::GiveUp(reason)

@@ -48,7 +48,9 @@ pub struct RetryPolicy {
     /// ([`ErrorClass::Exhausted`]).
     pub exhausted: Option<Schedule>,
     /// Give up once the next sleep would pass this much time since the first
-    /// attempt began (default: no limit).
+    /// attempt began (default: no limit). The tower service takes that
+    /// start when the first attempt first waits (or fails), so a call that
+    /// is over at once reads no clock.
     #[serde(with = "humantime_serde")]
     pub total_timeout: Option<Duration>,
     /// Each attempt gets at most this long; a timed-out attempt counts as a

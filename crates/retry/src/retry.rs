@@ -214,7 +214,7 @@ impl<C> Retrier<C> {
             match state.next(self.parts(), verdict, now) {
                 Next::Retry(delay) => tokio::time::sleep(delay).await,
                 Next::GiveUp(reason) => {
-                    return Err(RetryError::new(failure, state.attempt, reason));
+                    return Err(RetryError::new(failure, state.attempt(), reason));
                 }
             }
         }

@@ -142,3 +142,94 @@ async fn giving_up_says_why_and_keeps_the_last_error() {
         "full jitter stays under the curve"
     );
 }
+
+/// Each call waits `wait` on tokio's clock, then fails with a reset.
+#[derive(Clone)]
+struct Slow {
+    wait: Duration,
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<String> for Slow {
+    type Response = String;
+    type Error = DbError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<String, DbError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DbError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: String) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let wait = self.wait;
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            Err(DbError::Reset)
+        })
+    }
+}
+
+/// Up to 10 attempts within 10 s, sleeping from `base` doubling up to
+/// `max_delay`, without jitter.
+fn within_10s(base: Duration, max_delay: Duration) -> RetryLayer<fn(&DbError) -> Verdict> {
+    let classify: fn(&DbError) -> Verdict = classify;
+    let schedule = keel_retry::Schedule::new(10, base)
+        .with_max_delay(max_delay)
+        .with_jitter(keel_retry::Jitter::None);
+    RetryLayer::new(
+        Retrier::builder(
+            RetryPolicy::default()
+                .with_class(ErrorClass::Connection, schedule)
+                .with_total_timeout(Duration::from_secs(10)),
+        )
+        .classifier(classify)
+        .build()
+        .unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_counts_the_first_attempt_s_wait() {
+    let inner = Slow {
+        wait: Duration::from_secs(4),
+        calls: Arc::default(),
+    };
+    let delays = within_10s(Duration::from_millis(100), Duration::from_millis(200));
+    let mut svc = delays.layer(inner.clone());
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call("SELECT 1".into())
+        .await
+        .unwrap_err();
+    let gave_up = err.downcast_ref::<GaveUpError>().expect("a GaveUpError");
+    // Attempts fail at 4 s, 8.1 s and 12.3 s: past 10 s, counted from the
+    // first attempt's start (from its failure, a fourth would run).
+    assert_eq!(
+        (gave_up.reason(), gave_up.attempts()),
+        (GaveUp::Deadline, 3)
+    );
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_holds_for_calls_that_fail_at_once() {
+    let inner = Flaky::new(u32::MAX, || DbError::Reset);
+    let mut svc = within_10s(Duration::from_secs(3), Duration::from_secs(3)).layer(inner.clone());
+    let started = tokio::time::Instant::now();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call("SELECT 1".into())
+        .await
+        .unwrap_err();
+    let gave_up = err.downcast_ref::<GaveUpError>().expect("a GaveUpError");
+    // Attempts at 0 s, 3 s, 6 s, 9 s; a fourth sleep would end at 12 s.
+    assert_eq!(
+        (gave_up.reason(), gave_up.attempts()),
+        (GaveUp::Deadline, 4)
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(9));
+}

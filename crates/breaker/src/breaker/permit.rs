@@ -36,7 +36,8 @@ impl Ticket {
         }
     }
 
-    /// The ticket in one odd word (never 0, never [`Self::REJECTED`]), for a
+    /// The ticket in one odd word (a rejection's is even, see
+    /// [`Rejected::reserve`](super::Rejected::reserve)), for a
     /// tower service to keep between `poll_ready` and `call`: a single word
     /// is stored and loaded whole, where a two-word copy read back as one
     /// wide load stalls store forwarding. Keeps whether the call is timed,
@@ -46,11 +47,6 @@ impl Ticket {
     pub(crate) fn reserve(self) -> u64 {
         self.tag << 2 | u64::from(self.started != 0) << 1 | 1
     }
-
-    /// A word [`reserve`](Self::reserve) never gives, for a reservation
-    /// that was turned away.
-    #[cfg(feature = "tower")]
-    pub(crate) const REJECTED: u64 = 2;
 
     /// The ticket [`reserve`](Self::reserve) kept; a timed one reads as
     /// started at 1 ns until [`stamp`](Self::stamp)ed.

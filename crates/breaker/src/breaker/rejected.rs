@@ -48,6 +48,25 @@ impl Rejected {
         }
     }
 
+    /// The rejection as a tower service keeps it between `poll_ready` and
+    /// `call`: an even, non-zero word beside a ticket's odd ones
+    /// ([`Ticket::reserve`](super::Ticket::reserve)), and the value.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn reserve(self) -> (u64, u64) {
+        (self.tag << 2 | 2, self.nanos)
+    }
+
+    /// The rejection [`reserve`](Self::reserve) kept.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn reserved(word: u64, nanos: u64) -> Self {
+        Self {
+            tag: word >> 2,
+            nanos,
+        }
+    }
+
     fn retry(&self) -> Retry {
         match self.tag >> 8 {
             1 => Retry::After(Duration::from_nanos(self.nanos)),

@@ -70,16 +70,18 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
 }
 
 /// The breaker and the verdict `poll_ready` reserved for the next `call`:
-/// one word ([`Ticket::reserve`]); the handle the call's future needs is
+/// one word ([`Ticket::reserve`], [`Rejected::reserve`]); the handle the call's future needs is
 /// taken only in `call`. Dropped unused, the reservation is given back (a
 /// half-open trial slot is freed).
 #[derive(Debug)]
 struct Gate {
     source: Source,
-    /// 0: nothing reserved; [`Ticket::REJECTED`]: turned away, why in
-    /// `rejected`; else the reserved ticket.
+    /// 0: nothing reserved; odd: the reserved ticket; else turned away.
     reserved: u64,
-    rejected: Option<Rejected>,
+    /// A rejection's second word. Two plain words, not an
+    /// `Option<Rejected>`: the service is cloned into every retry layer's
+    /// future, which stays small enough to move without `memcpy`.
+    rejected_nanos: u64,
 }
 
 impl Gate {
@@ -87,7 +89,7 @@ impl Gate {
         Self {
             source,
             reserved: 0,
-            rejected: None,
+            rejected_nanos: 0,
         }
     }
 
@@ -96,11 +98,8 @@ impl Gate {
     fn take(&mut self) -> Result<Ticket, Rejected> {
         match std::mem::take(&mut self.reserved) {
             0 => self.source.acquire(),
-            Ticket::REJECTED => self
-                .rejected
-                .take()
-                .map_or_else(|| self.source.acquire(), Err),
-            word => Ok(Ticket::reserved(word)),
+            word if word & 1 == 1 => Ok(Ticket::reserved(word)),
+            word => Err(Rejected::reserved(word, self.rejected_nanos)),
         }
     }
 }
@@ -192,12 +191,13 @@ where
             gate.reserved = match gate.source.acquire() {
                 Ok(ticket) => ticket.reserve(),
                 Err(rejected) => {
-                    gate.rejected = Some(rejected);
-                    Ticket::REJECTED
+                    let (word, nanos) = rejected.reserve();
+                    gate.rejected_nanos = nanos;
+                    word
                 }
             };
         }
-        if gate.reserved == Ticket::REJECTED {
+        if gate.reserved & 1 == 0 {
             // Ready to answer with the rejection; the inner service is left alone.
             return Poll::Ready(Ok(()));
         }

@@ -46,7 +46,7 @@ pin_project! {
 impl<S: Service<Req>, Req, C> fmt::Debug for ResponseFuture<S, Req, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("attempt", &self.attempts.attempt)
+            .field("attempt", &self.attempts.attempt())
             .finish_non_exhaustive()
     }
 }
@@ -84,9 +84,13 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let error = match ready!(future.poll(cx)) {
-                        Ok(response) => return Poll::Ready(Ok(response)),
-                        Err(error) => error,
+                    let error = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response)),
+                        Poll::Ready(Err(error)) => error,
+                        Poll::Pending => {
+                            this.attempts.stamp(this.retrier.policy(), now);
+                            return Poll::Pending;
+                        }
                     };
                     let verdict = this.retrier.classifier().classify(&error);
                     match this.attempts.next(this.retrier.parts(), verdict, now) {
@@ -95,7 +99,7 @@ where
                         }),
                         Next::GiveUp(GaveUp::Permanent) => return Poll::Ready(Err(error.into())),
                         Next::GiveUp(reason) => {
-                            let attempts = this.attempts.attempt;
+                            let attempts = this.attempts.attempt();
                             let error = GaveUpError::new(reason, attempts, error.into());
                             return Poll::Ready(Err(Box::new(error)));
                         }

@@ -51,7 +51,7 @@ use tower_service::Service;
 
 use crate::attempts::Attempts;
 use crate::classify::{AlwaysTransient, Classify};
-use crate::retry::{Retrier, now};
+use crate::retry::Retrier;
 
 pub mod future;
 mod layer;
@@ -136,7 +136,9 @@ where
         let future = self.inner.call(request.clone());
         // The clone, not yet ready, serves the retries.
         let service = self.inner.clone();
-        let attempts = Attempts::start(self.retrier.policy(), now);
+        // Stamped once the call is under way: one that is over at once
+        // reads no clock.
+        let attempts = Attempts::unstarted();
         ResponseFuture::new(
             future,
             service,
