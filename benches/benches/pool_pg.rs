@@ -13,8 +13,11 @@
 //!   `test_before_acquire(false)`), deadpool-postgres and bb8-postgres
 //!   (tokio-postgres, one simple-protocol round trip per query).
 //!
-//! After criterion, pgbench runs the same query (prepared, `-j 2`) at each
-//! concurrency and its rate is printed next to the table.
+//! After criterion, `Database::fetch_one` and the pool service alone run
+//! in interleaved rounds (criterion measures entries one after another,
+//! and this machine drifts by more than the goal's 5 % between them), and
+//! their median ratio is printed; then pgbench runs the same query
+//! (prepared, `-j 2`) at each concurrency and its rate is printed.
 #![expect(
     clippy::expect_used,
     reason = "a benchmark whose setup fails has nothing to measure"
@@ -316,6 +319,39 @@ fn pgbench(tasks: usize) -> Result<f64, String> {
         .ok_or_else(|| format!("no tps in pgbench's output: {text}"))
 }
 
+/// `Database::fetch_one` against the pool service alone, interleaved:
+/// `ROUNDS` rounds of the same number of queries each, alternating which
+/// goes first, so the machine's drift falls on both alike. Returns each
+/// round's service time ÷ `fetch_one` time (above 1: `fetch_one` is
+/// faster), sorted.
+fn paired(rt: &tokio::runtime::Runtime, tasks: usize) -> Vec<f64> {
+    const ROUNDS: usize = 10;
+    const QUERIES: u64 = 16_384;
+    let keel = rt.block_on(open_keel());
+    let service = Tower(keel.0.service());
+    let db = rt.block_on(open_batteries());
+    let fetch = BatteriesFetch(db.clone());
+    // Warm both: connections open, statements prepared.
+    throughput(rt, &service, tasks, QUERIES / 4);
+    throughput(rt, &fetch, tasks, QUERIES / 4);
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|round| {
+            let (service_took, fetch_took) = if round % 2 == 0 {
+                let s = throughput(rt, &service, tasks, QUERIES);
+                (s, throughput(rt, &fetch, tasks, QUERIES))
+            } else {
+                let f = throughput(rt, &fetch, tasks, QUERIES);
+                (throughput(rt, &service, tasks, QUERIES), f)
+            };
+            service_took.as_secs_f64() / fetch_took.as_secs_f64()
+        })
+        .collect();
+    rt.block_on(db.shutdown(Duration::from_secs(5)))
+        .expect("database shutdown");
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3));
@@ -326,6 +362,27 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter
+        .as_ref()
+        .is_none_or(|f| "postgres paired".contains(f.as_str()))
+    {
+        let rt = runtime(2);
+        println!("\n### Database::fetch_one against the pool service alone, interleaved\n");
+        println!(
+            "Rounds of 16384 queries each, alternating; service time ÷ `fetch_one` time (goal ≥ 0.95).\n"
+        );
+        println!("| tasks | median | lowest | highest |");
+        println!("|---:|---:|---:|---:|");
+        for tasks in CONCURRENCY {
+            let r = paired(&rt, tasks);
+            println!(
+                "| {tasks} | {:.2} | {:.2} | {:.2} |",
+                r[r.len() / 2],
+                r[0],
+                r[r.len() - 1]
+            );
+        }
+    }
     if filter.is_none_or(|f| "postgres pgbench".contains(f.as_str())) {
         println!("\n### pgbench, SELECT 1 prepared, -j 2, 5 s\n");
         println!("| tasks | queries / s |");
