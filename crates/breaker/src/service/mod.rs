@@ -70,8 +70,9 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
 }
 
 /// The breaker and the verdict `poll_ready` reserved for the next `call`:
-/// one word ([`Ticket::reserve`], [`Rejected::reserve`]); the handle the call's future needs is
-/// taken only in `call`. Dropped unused, the reservation is given back (a
+/// one word for a ticket ([`Ticket::reserve`]), two for a rejection
+/// ([`Rejected::reserve`]); the handle the call's future needs is taken
+/// only in `call`. Dropped unused, the reservation is given back (a
 /// half-open trial slot is freed).
 #[derive(Debug)]
 struct Gate {
