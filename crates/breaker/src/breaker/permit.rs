@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-#[cfg(feature = "tower")]
-use super::CircuitBreaker;
 use super::Shared;
+#[cfg(feature = "tower")]
+use super::source::LocalBreaker;
 use crate::classify::Outcome;
 
 /// What a permit is for: decides what its verdict does.
@@ -103,7 +103,7 @@ pub(super) enum Handle {
     /// call touches a reference count no other core writes, where cloning
     /// `Arc<Shared>` would bounce one line between all callers.
     #[cfg(feature = "tower")]
-    Local(Arc<CircuitBreaker>),
+    Local(LocalBreaker),
     /// To a breaker that lives as long as the process: no count to keep.
     #[cfg(feature = "tower")]
     Static(&'static Shared),
