@@ -148,6 +148,54 @@ async fn a_server_that_lost_the_data_is_reported_not_served() {
     f.delete_keys().await;
 }
 
+/// The session keys under a store's prefix.
+async fn session_keys(prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}s:*"))
+        .query_async(&mut connect(&url()).await)
+        .await
+        .unwrap()
+}
+
+/// A create refused because the data was lost or the store is full
+/// leaves no session key behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_leaves_no_key_behind() {
+    let f = Redis::default();
+    let store = f.store(
+        StoreConfig::default().with_max_sessions(Some(1)),
+        ManualClock::at(0),
+        None,
+    );
+    let prefix = prefix_of(&store);
+    store.create(NewSession::new("c", "http")).await.unwrap();
+    let full = store
+        .create(NewSession::new("c", "http"))
+        .await
+        .unwrap_err();
+    assert!(matches!(full, StoreError::TooManySessions { .. }), "{full}");
+    assert_eq!(
+        session_keys(&prefix).await.len(),
+        1,
+        "the refused one is gone"
+    );
+
+    f.delete_keys().await;
+    let lost = store
+        .create(NewSession::new("c", "http"))
+        .await
+        .unwrap_err();
+    assert!(matches!(lost, StoreError::Lost { .. }), "{lost}");
+    assert!(
+        session_keys(&prefix).await.is_empty(),
+        "nothing written into the lost store"
+    );
+    store.create(NewSession::new("c", "http")).await.unwrap();
+    assert_eq!(session_keys(&prefix).await.len(), 1, "then it carries on");
+    f.prefixes.lock().unwrap().push(prefix);
+    f.delete_keys().await;
+}
+
 fn prefix_of(store: &RedisStore) -> String {
     let debug = format!("{store:?}");
     let start = debug.find("prefix: \"").unwrap() + "prefix: \"".len();
