@@ -117,6 +117,18 @@ fn tower_layers(c: &mut Criterion) {
             "keel (static breaker)",
             Tower(keel_static),
         );
+        // The breaker `keel::Database` builds: a failure-rate window too.
+        let windowed = CircuitBreakerLayer::new(
+            CircuitBreaker::new(keel::DatabaseConfig::default_breaker()).expect("valid config"),
+        )
+        .layer(bare_service::<std::io::Error>());
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "keel (Database's breaker: failure-rate window)",
+            Tower(windowed),
+        );
         let resilience = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
             .build()
             .expect("default config is valid")

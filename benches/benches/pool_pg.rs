@@ -13,11 +13,12 @@
 //!   `test_before_acquire(false)`), deadpool-postgres and bb8-postgres
 //!   (tokio-postgres, one simple-protocol round trip per query).
 //!
-//! After criterion, `Database::fetch_one` and the pool service alone run
-//! in interleaved rounds (criterion measures entries one after another,
-//! and this machine drifts by more than the goal's 5 % between them), and
-//! their median ratio is printed; then pgbench runs the same query
-//! (prepared, `-j 2`) at each concurrency and its rate is printed.
+//! After criterion, `Database::fetch_one`, the pool service alone and
+//! bare connections run in interleaved rounds (criterion measures entries
+//! one after another, and this machine drifts by more than the goals' 5 and
+//! 10 % between them), and the median ratios are printed; then pgbench
+//! runs the same query (prepared, `-j 2`) at each concurrency and its rate
+//! is printed.
 #![expect(
     clippy::expect_used,
     reason = "a benchmark whose setup fails has nothing to measure"
@@ -319,37 +320,69 @@ fn pgbench(tasks: usize) -> Result<f64, String> {
         .ok_or_else(|| format!("no tps in pgbench's output: {text}"))
 }
 
-/// `Database::fetch_one` against the pool service alone, interleaved:
-/// `ROUNDS` rounds of the same number of queries each, alternating which
-/// goes first, so the machine's drift falls on both alike. Returns each
-/// round's service time ÷ `fetch_one` time (above 1: `fetch_one` is
-/// faster), sorted.
-fn paired(rt: &tokio::runtime::Runtime, tasks: usize) -> Vec<f64> {
-    const ROUNDS: usize = 10;
+/// Each entry's time over `Database::fetch_one`'s for the same queries
+/// (above 1: `fetch_one` is faster), one per round, sorted.
+struct Paired {
+    service: Vec<f64>,
+    /// Empty when bare connections (one per task) and two pools would not
+    /// fit in the server's 100 connections.
+    bare: Vec<f64>,
+}
+
+/// `Database::fetch_one` against the pool service alone and against bare
+/// connections, interleaved: `ROUNDS` rounds of the same number of
+/// queries each, the order turning every round, so the machine's drift
+/// falls on all alike.
+fn paired(rt: &tokio::runtime::Runtime, tasks: usize) -> Paired {
+    const ROUNDS: usize = 12;
     const QUERIES: u64 = 16_384;
     let keel = rt.block_on(open_keel());
     let service = Tower(keel.0.service());
     let db = rt.block_on(open_batteries());
     let fetch = BatteriesFetch(db.clone());
-    // Warm both: connections open, statements prepared.
-    throughput(rt, &service, tasks, QUERIES / 4);
-    throughput(rt, &fetch, tasks, QUERIES / 4);
-    let mut ratios: Vec<f64> = (0..ROUNDS)
-        .map(|round| {
-            let (service_took, fetch_took) = if round % 2 == 0 {
-                let s = throughput(rt, &service, tasks, QUERIES);
-                (s, throughput(rt, &fetch, tasks, QUERIES))
-            } else {
-                let f = throughput(rt, &fetch, tasks, QUERIES);
-                (throughput(rt, &service, tasks, QUERIES), f)
-            };
-            service_took.as_secs_f64() / fetch_took.as_secs_f64()
-        })
-        .collect();
+    let bare = (tasks + 2 * POOL_SIZE <= 64).then(|| rt.block_on(open_bare(tasks)));
+    // Warm each: connections open, statements prepared.
+    let run = |entry: usize| match entry {
+        0 => throughput(rt, &fetch, tasks, QUERIES),
+        1 => throughput(rt, &service, tasks, QUERIES),
+        _ => bare
+            .as_ref()
+            .map_or(Duration::ZERO, |b| throughput(rt, b, tasks, QUERIES)),
+    };
+    for entry in 0..3 {
+        run(entry);
+    }
+    let mut out = Paired {
+        service: Vec::new(),
+        bare: Vec::new(),
+    };
+    for round in 0..ROUNDS {
+        let mut took = [Duration::ZERO; 3];
+        for step in 0..3 {
+            let entry = (round + step) % 3;
+            took[entry] = run(entry);
+        }
+        let over_fetch = |t: Duration| t.as_secs_f64() / took[0].as_secs_f64();
+        out.service.push(over_fetch(took[1]));
+        if bare.is_some() {
+            out.bare.push(over_fetch(took[2]));
+        }
+    }
     rt.block_on(db.shutdown(Duration::from_secs(5)))
         .expect("database shutdown");
-    ratios.sort_by(f64::total_cmp);
-    ratios
+    out.service.sort_by(f64::total_cmp);
+    out.bare.sort_by(f64::total_cmp);
+    out
+}
+
+/// `median (lowest – highest)` of sorted ratios, or `-` for none.
+fn spread(sorted: &[f64]) -> String {
+    match (sorted.first(), sorted.last()) {
+        (Some(low), Some(high)) => {
+            format!("{:.2} ({low:.2} – {high:.2})", sorted[sorted.len() / 2])
+        }
+        _ => "-".into(),
+    }
 }
 
 criterion_group! {
@@ -367,20 +400,17 @@ fn main() {
         .is_none_or(|f| "postgres paired".contains(f.as_str()))
     {
         let rt = runtime(2);
-        println!("\n### Database::fetch_one against the pool service alone, interleaved\n");
         println!(
-            "Rounds of 16384 queries each, alternating; service time ÷ `fetch_one` time (goal ≥ 0.95).\n"
+            "\n### Database::fetch_one against the pool service and bare connections, interleaved\n"
         );
-        println!("| tasks | median | lowest | highest |");
-        println!("|---:|---:|---:|---:|");
+        println!(
+            "Rounds of 16384 queries each, the order turning each round; the entry's time ÷ `fetch_one`'s, median (lowest – highest). Goals: ≥ 0.95 against the service, ≥ 0.9 against bare connections (`-`: they and two pools would not fit in the server's connections; criterion's table has them).\n"
+        );
+        println!("| tasks | pool service | bare connections |");
+        println!("|---:|---:|---:|");
         for tasks in CONCURRENCY {
             let r = paired(&rt, tasks);
-            println!(
-                "| {tasks} | {:.2} | {:.2} | {:.2} |",
-                r[r.len() / 2],
-                r[0],
-                r[r.len() - 1]
-            );
+            println!("| {tasks} | {} | {} |", spread(&r.service), spread(&r.bare));
         }
     }
     if filter.is_none_or(|f| "postgres pgbench".contains(f.as_str())) {

@@ -60,11 +60,6 @@ impl SlidingWindow {
         }
     }
 
-    /// Whether recording and reading need the time.
-    pub(crate) fn needs_clock(&self) -> bool {
-        matches!(self, SlidingWindow::Time(_))
-    }
-
     pub(crate) fn record(&self, now_nanos: u64, failed: bool, slow: bool) {
         match self {
             SlidingWindow::Count(w) => w.record(failed, slow),
@@ -76,6 +71,17 @@ impl SlidingWindow {
         match self {
             SlidingWindow::Count(w) => w.stats(),
             SlidingWindow::Time(w) => w.stats(now_nanos),
+        }
+    }
+
+    /// Whether the window may hold a failed or slow call at `now`: when it
+    /// cannot, a success cannot make it trip and its sums need no reading
+    /// (a time window's buckets are lines every core writes). A count
+    /// window reads its sums anyway, so it always says yes.
+    pub(crate) fn may_hold_bad(&self, now_nanos: u64) -> bool {
+        match self {
+            SlidingWindow::Count(_) => true,
+            SlidingWindow::Time(w) => w.may_hold_bad(now_nanos),
         }
     }
 
@@ -173,6 +179,10 @@ struct Bucket {
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     width_nanos: u64,
+    /// One past the time of the latest failed or slow call (0: none yet).
+    /// Written only by those, so while the backend is healthy every core
+    /// keeps the line it sits on.
+    last_bad: AtomicU64,
 }
 
 impl TimeWindow {
@@ -182,7 +192,18 @@ impl TimeWindow {
         Self {
             buckets: (0..n).map(|_| Bucket::default()).collect(),
             width_nanos: (total / n as u64).max(1),
+            last_bad: AtomicU64::new(0),
         }
+    }
+
+    fn may_hold_bad(&self, now_nanos: u64) -> bool {
+        let last = self.last_bad.load(Ordering::Relaxed);
+        // A call stays in `stats` while fewer than `n` slices have started
+        // after its own; one slice more keeps this on the safe side.
+        let span = self
+            .width_nanos
+            .saturating_mul(self.buckets.len() as u64 + 1);
+        last != 0 && now_nanos.saturating_add(1).saturating_sub(last) < span
     }
 
     fn record(&self, now_nanos: u64, failed: bool, slow: bool) {
@@ -216,6 +237,10 @@ impl TimeWindow {
         if slow {
             bucket.slow.fetch_add(1, Ordering::Relaxed);
         }
+        if failed || slow {
+            self.last_bad
+                .fetch_max(now_nanos.saturating_add(1), Ordering::Relaxed);
+        }
     }
 
     fn stats(&self, now_nanos: u64) -> WindowStats {
@@ -234,6 +259,7 @@ impl TimeWindow {
     }
 
     fn reset(&self) {
+        self.last_bad.store(0, Ordering::Relaxed);
         for bucket in self.buckets.iter() {
             bucket.epoch.store(0, Ordering::Release);
             bucket.calls.store(0, Ordering::Relaxed);

@@ -105,8 +105,9 @@ impl BreakerBuilder {
         let slow_threshold_nanos = config
             .slow_call_rate
             .map(|_| nanos(config.slow_call_threshold));
-        let clock_in_closed = slow_threshold_nanos.is_some()
-            || window.as_ref().is_some_and(SlidingWindow::needs_clock);
+        // Only a slow-call policy needs a call's start; a time window
+        // reads the clock when the call ends.
+        let clock_in_closed = slow_threshold_nanos.is_some();
         let epoch = epoch();
         let base = self.clock.now();
         let base_since_epoch = nanos(base.saturating_duration_since(epoch));

@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     /// This breaker, for the timer (which must not keep it alive).
     pub(super) me: Weak<Shared>,
     pub(super) window: Option<SlidingWindow>,
-    /// The Closed path reads the clock only if a policy needs the time.
+    /// The Closed path stamps a call's start only for a slow-call policy.
     pub(super) clock_in_closed: bool,
     pub(super) slow_threshold_nanos: Option<u64>,
     pub(super) max_wait_nanos: u64,
@@ -334,16 +334,19 @@ impl Shared {
         let mut trips = external_trips;
         if let Some(window) = &self.window {
             window.record(now, failed, slow);
-            let stats = window.stats(now);
-            if stats.calls >= u64::from(self.config.min_calls) {
-                trips |= self
-                    .config
-                    .failure_rate
-                    .is_some_and(|limit| stats.failure_rate() >= limit);
-                trips |= self
-                    .config
-                    .slow_call_rate
-                    .is_some_and(|limit| stats.slow_call_rate() >= limit);
+            // A success cannot trip a window that holds no failed or slow call.
+            if failed || slow || window.may_hold_bad(now) {
+                let stats = window.stats(now);
+                if stats.calls >= u64::from(self.config.min_calls) {
+                    trips |= self
+                        .config
+                        .failure_rate
+                        .is_some_and(|limit| stats.failure_rate() >= limit);
+                    trips |= self
+                        .config
+                        .slow_call_rate
+                        .is_some_and(|limit| stats.slow_call_rate() >= limit);
+                }
             }
         }
         if trips {

@@ -218,6 +218,29 @@ fn time_window_forgets_old_failures() {
     assert_eq!(b.info().window.unwrap().calls, 4);
 }
 
+/// A success reads a time window only while it may hold a failure; one
+/// nearly a window old still counts, and the success that brings the
+/// calls up to `min_calls` trips.
+#[test]
+fn a_time_window_trips_on_the_success_that_reaches_min_calls() {
+    let (b, clock) = breaker(
+        BreakerConfig::default()
+            .with_consecutive_failures(None)
+            .with_failure_rate(0.5)
+            .with_window(Window::Time {
+                duration: Duration::from_secs(10),
+                buckets: 10,
+            })
+            .with_min_calls(4),
+    );
+    fail(&b, 2);
+    clock.advance(Duration::from_millis(9_500));
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), State::Closed, "3 calls < min_calls");
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), State::Open, "2 of 4 failed");
+}
+
 #[test]
 fn slow_calls_trip() {
     let (b, clock) = breaker(
