@@ -15,7 +15,8 @@
 //!   recommended order) around a ready no-op service (`bare`), with the
 //!   breaker held by reference count and made once for the process
 //!   (`from_static`), the stack cloned for each call (as axum handlers
-//!   use a service), next to each layer alone.
+//!   use a service), with the breaker `keel::Database` builds (a
+//!   failure-rate window on top), next to each layer alone.
 //! - `health probe, 1 task`: `/health/ready` and `/health/detailed`
 //!   through keel-health's tower service, answered from cached results.
 
@@ -253,6 +254,23 @@ fn stack(c: &mut Criterion) {
         bench(&mut g, &rt, tasks, "keel", Tower(keel.clone()));
         // A clone per call, as axum handlers use a service.
         bench(&mut g, &rt, tasks, "keel, a clone per call", Oneshot(keel));
+        // With the breaker `keel::Database` builds (a failure-rate window
+        // too), as its calls run.
+        let as_database = tower::ServiceBuilder::new()
+            .layer(TelemetryLayer::new("stack"))
+            .layer(keel_retry::RetryLayer::new(retrier()))
+            .layer(keel_breaker::CircuitBreakerLayer::new(
+                keel_breaker::CircuitBreaker::new(keel::DatabaseConfig::default_breaker())
+                    .expect("the database breaker is valid"),
+            ))
+            .service(bare_service::<std::io::Error>());
+        bench(
+            &mut g,
+            &rt,
+            tasks,
+            "keel, Database's breaker",
+            Tower(as_database),
+        );
         // The breaker made once for the process: no reference count per call.
         let process_wide: &'static keel_breaker::CircuitBreaker = Box::leak(Box::new(breaker()));
         let keel_static = tower::ServiceBuilder::new()

@@ -66,7 +66,7 @@ fn slot_count() -> usize {
 /// This thread's number, given out in order on first use and never reused,
 /// so no two threads ever own the same slot.
 #[inline]
-fn thread_number() -> usize {
+pub(crate) fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);

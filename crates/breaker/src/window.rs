@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::Window;
+use crate::counters::{Padded, thread_number};
 
 /// Counts the window holds right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -172,12 +173,28 @@ struct Bucket {
     slow: AtomicU64,
 }
 
+/// Buckets that fill two cache lines and share them with nothing else.
+const PER_CHUNK: usize = 4;
+
+#[derive(Debug, Default)]
+struct Chunk(Padded<[Bucket; PER_CHUNK]>);
+
 /// The calls of the last `duration`, in `n` buckets of `duration / n` each.
 /// A writer that finds its bucket holding an older slice claims it with a
 /// compare-and-swap and clears it.
+///
+/// Every call of a breaker that has this window is counted in it, from
+/// every core: so each thread writes the buckets of its own lane (lanes
+/// on lines of their own; threads past the lanes share them), and a read
+/// sums the lanes. One set of buckets made two tasks on two cores cost
+/// 150 ns a call through the tower layer, against 60 ns for one task.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    buckets: Box<[Bucket]>,
+    /// Lane `l`'s bucket `i` is in chunk `l * chunks_per_lane + i / 4`.
+    chunks: Box<[Chunk]>,
+    buckets: usize,
+    chunks_per_lane: usize,
+    lanes: usize,
     width_nanos: u64,
     /// One past the time of the latest failed or slow call (0: none yet).
     /// Written only by those, so while the backend is healthy every core
@@ -185,31 +202,53 @@ pub(crate) struct TimeWindow {
     last_bad: AtomicU64,
 }
 
+/// Lanes: twice the cores (a runtime's workers and the threads around
+/// them), between 2 and 16.
+fn lane_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .clamp(2, 16)
+}
+
 impl TimeWindow {
     fn new(duration: Duration, n: usize) -> Self {
         let n = n.max(1);
         let total = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let chunks_per_lane = n.div_ceil(PER_CHUNK);
+        let lanes = lane_count();
         Self {
-            buckets: (0..n).map(|_| Bucket::default()).collect(),
+            chunks: (0..lanes * chunks_per_lane)
+                .map(|_| Chunk::default())
+                .collect(),
+            buckets: n,
+            chunks_per_lane,
+            lanes,
             width_nanos: (total / n as u64).max(1),
             last_bad: AtomicU64::new(0),
         }
+    }
+
+    fn bucket(&self, lane: usize, i: usize) -> &Bucket {
+        &self.chunks[lane * self.chunks_per_lane + i / PER_CHUNK].0.0[i % PER_CHUNK]
+    }
+
+    fn all_buckets(&self) -> impl Iterator<Item = &Bucket> {
+        (0..self.lanes).flat_map(move |lane| (0..self.buckets).map(move |i| self.bucket(lane, i)))
     }
 
     fn may_hold_bad(&self, now_nanos: u64) -> bool {
         let last = self.last_bad.load(Ordering::Relaxed);
         // A call stays in `stats` while fewer than `n` slices have started
         // after its own; one slice more keeps this on the safe side.
-        let span = self
-            .width_nanos
-            .saturating_mul(self.buckets.len() as u64 + 1);
+        let span = self.width_nanos.saturating_mul(self.buckets as u64 + 1);
         last != 0 && now_nanos.saturating_add(1).saturating_sub(last) < span
     }
 
     fn record(&self, now_nanos: u64, failed: bool, slow: bool) {
         let slice = now_nanos / self.width_nanos;
         let epoch = slice + 1;
-        let bucket = &self.buckets[(slice % self.buckets.len() as u64) as usize];
+        let lane = thread_number() % self.lanes;
+        let bucket = self.bucket(lane, (slice % self.buckets as u64) as usize);
         let mut seen = bucket.epoch.load(Ordering::Acquire);
         while seen < epoch {
             match bucket
@@ -245,9 +284,9 @@ impl TimeWindow {
 
     fn stats(&self, now_nanos: u64) -> WindowStats {
         let epoch = now_nanos / self.width_nanos + 1;
-        let oldest = epoch.saturating_sub(self.buckets.len() as u64 - 1);
+        let oldest = epoch.saturating_sub(self.buckets as u64 - 1);
         let mut stats = WindowStats::default();
-        for bucket in self.buckets.iter() {
+        for bucket in self.all_buckets() {
             let e = bucket.epoch.load(Ordering::Acquire);
             if e != 0 && (oldest..=epoch).contains(&e) {
                 stats.calls += bucket.calls.load(Ordering::Relaxed);
@@ -260,7 +299,7 @@ impl TimeWindow {
 
     fn reset(&self) {
         self.last_bad.store(0, Ordering::Relaxed);
-        for bucket in self.buckets.iter() {
+        for bucket in self.all_buckets() {
             bucket.epoch.store(0, Ordering::Release);
             bucket.calls.store(0, Ordering::Relaxed);
             bucket.failures.store(0, Ordering::Relaxed);
@@ -322,6 +361,29 @@ mod tests {
         let s = w.stats(10 * SEC);
         assert_eq!((s.calls, s.failures), (2, 1));
         assert_eq!(w.stats(100 * SEC), WindowStats::default());
+    }
+
+    #[test]
+    fn time_window_sums_every_thread_s_lane() {
+        let w = std::sync::Arc::new(TimeWindow::new(Duration::from_secs(10), 10));
+        let threads: Vec<_> = (0..w.lanes + 3)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        w.record(i * SEC / 1000, (i + t as u64).is_multiple_of(4), false);
+                    }
+                })
+            })
+            .collect();
+        let n = threads.len() as u64;
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = w.stats(SEC - 1);
+        assert_eq!((s.calls, s.failures), (1000 * n, 250 * n));
+        w.reset();
+        assert_eq!(w.stats(SEC - 1), WindowStats::default());
     }
 
     #[test]
