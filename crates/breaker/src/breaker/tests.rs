@@ -196,9 +196,9 @@ fn failure_rate_trips_after_min_calls() {
     assert_eq!((window.calls, window.failures), (4, 2));
 }
 
-#[test]
-fn time_window_forgets_old_failures() {
-    let (b, clock) = breaker(
+/// Trips when half the calls of the last 10 s (at least 4) failed.
+fn half_of_ten_seconds() -> (CircuitBreaker, ManualClock) {
+    breaker(
         BreakerConfig::default()
             .with_consecutive_failures(None)
             .with_failure_rate(0.5)
@@ -207,7 +207,12 @@ fn time_window_forgets_old_failures() {
                 buckets: 10,
             })
             .with_min_calls(4),
-    );
+    )
+}
+
+#[test]
+fn time_window_forgets_old_failures() {
+    let (b, clock) = half_of_ten_seconds();
     fail(&b, 3);
     clock.advance(Duration::from_secs(11));
     for _ in 0..3 {
@@ -223,16 +228,7 @@ fn time_window_forgets_old_failures() {
 /// calls up to `min_calls` trips.
 #[test]
 fn a_time_window_trips_on_the_success_that_reaches_min_calls() {
-    let (b, clock) = breaker(
-        BreakerConfig::default()
-            .with_consecutive_failures(None)
-            .with_failure_rate(0.5)
-            .with_window(Window::Time {
-                duration: Duration::from_secs(10),
-                buckets: 10,
-            })
-            .with_min_calls(4),
-    );
+    let (b, clock) = half_of_ten_seconds();
     fail(&b, 2);
     clock.advance(Duration::from_millis(9_500));
     b.try_acquire().unwrap().success();
