@@ -77,7 +77,7 @@ impl SlidingWindow {
 
     /// Whether the window may hold a failed or slow call at `now`: when it
     /// cannot, a success cannot make it trip and its sums need no reading
-    /// (a time window's buckets are lines every core writes). A count
+    /// (a time window sums every lane's buckets, lines other cores write). A count
     /// window reads its sums anyway, so it always says yes.
     pub(crate) fn may_hold_bad(&self, now_nanos: u64) -> bool {
         match self {
