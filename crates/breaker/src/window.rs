@@ -176,8 +176,7 @@ struct Bucket {
 /// Buckets that fill two cache lines and share them with nothing else.
 const PER_CHUNK: usize = 4;
 
-#[derive(Debug, Default)]
-struct Chunk(Padded<[Bucket; PER_CHUNK]>);
+type Chunk = Padded<[Bucket; PER_CHUNK]>;
 
 /// The calls of the last `duration`, in `n` buckets of `duration / n` each.
 /// A writer that finds its bucket holding an older slice claims it with a
@@ -229,7 +228,7 @@ impl TimeWindow {
     }
 
     fn bucket(&self, lane: usize, i: usize) -> &Bucket {
-        &self.chunks[lane * self.chunks_per_lane + i / PER_CHUNK].0.0[i % PER_CHUNK]
+        &self.chunks[lane * self.chunks_per_lane + i / PER_CHUNK].0[i % PER_CHUNK]
     }
 
     fn all_buckets(&self) -> impl Iterator<Item = &Bucket> {

@@ -117,8 +117,8 @@ async fn permanent_errors_come_back_unchanged() {
     assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
 }
 
-/// Calls `svc` once with `SELECT 1`, expecting it to fail.
-async fn gave_up<S>(svc: &mut S) -> BoxError
+/// Calls `svc` once with `SELECT 1`, expecting the retries to give up.
+async fn give_up_once<S>(svc: &mut S) -> Box<GaveUpError>
 where
     S: Service<String, Error = BoxError>,
     S::Response: std::fmt::Debug,
@@ -129,6 +129,8 @@ where
         .call("SELECT 1".into())
         .await
         .unwrap_err()
+        .downcast::<GaveUpError>()
+        .expect("a GaveUpError")
 }
 
 #[tokio::test(start_paused = true)]
@@ -136,13 +138,12 @@ async fn giving_up_says_why_and_keeps_the_last_error() {
     let inner = Flaky::new(u32::MAX, || DbError::Reset);
     let mut svc = layer().layer(inner.clone());
     let started = tokio::time::Instant::now();
-    let err = gave_up(&mut svc).await;
-    let gave_up = err.downcast_ref::<GaveUpError>().expect("a GaveUpError");
+    let gave_up = give_up_once(&mut svc).await;
     assert_eq!(
         (gave_up.reason(), gave_up.attempts()),
         (GaveUp::Exhausted, 3)
     );
-    let source = std::error::Error::source(gave_up).unwrap();
+    let source = std::error::Error::source(&*gave_up).unwrap();
     assert_eq!(source.downcast_ref::<DbError>(), Some(&DbError::Reset));
     assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
     assert!(
@@ -204,8 +205,7 @@ async fn the_total_timeout_counts_the_first_attempt_s_wait() {
     };
     let delays = within_10s(Duration::from_millis(100), Duration::from_millis(200));
     let mut svc = delays.layer(inner.clone());
-    let err = gave_up(&mut svc).await;
-    let gave_up = err.downcast_ref::<GaveUpError>().expect("a GaveUpError");
+    let gave_up = give_up_once(&mut svc).await;
     // Attempts fail at 4 s, 8.1 s and 12.3 s: past 10 s, counted from the
     // first attempt's start (from its failure, a fourth would run).
     assert_eq!(
@@ -220,8 +220,7 @@ async fn the_total_timeout_holds_for_calls_that_fail_at_once() {
     let inner = Flaky::new(u32::MAX, || DbError::Reset);
     let mut svc = within_10s(Duration::from_secs(3), Duration::from_secs(3)).layer(inner.clone());
     let started = tokio::time::Instant::now();
-    let err = gave_up(&mut svc).await;
-    let gave_up = err.downcast_ref::<GaveUpError>().expect("a GaveUpError");
+    let gave_up = give_up_once(&mut svc).await;
     // Attempts at 0 s, 3 s, 6 s, 9 s; a fourth sleep would end at 12 s.
     assert_eq!(
         (gave_up.reason(), gave_up.attempts()),
