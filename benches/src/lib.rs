@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::BenchmarkGroup;
@@ -80,31 +80,54 @@ pub fn runtime(workers: usize) -> Runtime {
 /// # Panics
 /// If a bench task panics.
 pub fn timed<S: Subject>(rt: &Runtime, subject: &S, tasks: usize, iters: u64) -> Duration {
-    rt.block_on(async {
-        // A blocking barrier: each task holds its worker thread until all
-        // have started, so with 2 tasks on 2 workers they truly run in
-        // parallel (an async barrier lets both run on one worker).
-        let barrier = Arc::new(std::sync::Barrier::new(tasks));
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let mut subject = subject.clone();
-                let barrier = barrier.clone();
-                tokio::spawn(async move {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        subject.call().await;
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        let mut slowest = Duration::ZERO;
-        for h in handles {
-            slowest = slowest.max(h.await.expect("bench task"));
-        }
-        slowest
-    })
+    let barrier = Arc::new(std::sync::Barrier::new(tasks));
+    let (done, results) = mpsc::channel();
+    for thread in crew(tasks) {
+        let mut subject = subject.clone();
+        let barrier = barrier.clone();
+        let handle = rt.handle().clone();
+        let done = done.clone();
+        let run: Job = Box::new(move || {
+            barrier.wait();
+            let elapsed = handle.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    subject.call().await;
+                }
+                start.elapsed()
+            });
+            // The receiver waits for every task, so it is still there.
+            let _ = done.send(elapsed);
+        });
+        thread.send(run).expect("bench thread");
+    }
+    drop(done);
+    let elapsed: Vec<Duration> = results.iter().collect();
+    assert_eq!(elapsed.len(), tasks, "a bench task panicked");
+    elapsed.into_iter().max().unwrap_or_default()
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads bench tasks run on: each task on a thread of its own (in
+/// the runtime's context), released together by a blocking barrier, so
+/// with 2 tasks they truly run in parallel. The threads live as long as
+/// the process, as a server's workers do: per-thread state (keel's
+/// counters give each thread a slot on first use) stays put. Spawned as
+/// runtime tasks instead, two could deadlock: a worker that took both from
+/// the queue blocked in the barrier with the other behind it.
+fn crew(tasks: usize) -> Vec<mpsc::Sender<Job>> {
+    static CREW: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
+    let mut crew = CREW.lock().unwrap_or_else(PoisonError::into_inner);
+    while crew.len() < tasks {
+        let (thread, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("bench-task-{}", crew.len()))
+            .spawn(move || jobs.into_iter().for_each(|job| job()))
+            .expect("bench thread");
+        crew.push(thread);
+    }
+    crew[..tasks].to_vec()
 }
 
 /// Adds `subject` to `group` as `name`, run on `tasks` tasks at once.
