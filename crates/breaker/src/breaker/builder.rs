@@ -5,11 +5,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use super::machine::Transitions;
+use super::machine::{Transitions, WindowClock};
 use super::rejected::epoch;
 use super::{CircuitBreaker, ExternalPolicy, Shared, nanos};
-use crate::clock::Clock;
-use crate::config::{BreakerConfig, ConfigError};
+use crate::clock::{self, Clock};
+use crate::config::{BreakerConfig, ConfigError, Window};
 use crate::counters::{Counters, Padded};
 use crate::observer::{DynObserver, Observer};
 use crate::state::{State, Word};
@@ -108,6 +108,16 @@ impl BreakerBuilder {
         // Only a slow-call policy needs a call's start; a time window
         // reads the clock when the call ends.
         let clock_in_closed = slow_threshold_nanos.is_some();
+        let window_clock = match config.window {
+            Window::Time { .. } if config.uses_window() => {
+                if self.clock.is_system() && !clock_in_closed {
+                    clock::coarse_nanos().map_or(WindowClock::Breaker, WindowClock::Coarse)
+                } else {
+                    WindowClock::Breaker
+                }
+            }
+            _ => WindowClock::Untimed,
+        };
         let epoch = epoch();
         let base = self.clock.now();
         let base_since_epoch = nanos(base.saturating_duration_since(epoch));
@@ -129,6 +139,7 @@ impl BreakerBuilder {
                 automatic,
                 me: me.clone(),
                 window,
+                window_clock,
                 clock_in_closed,
                 slow_threshold_nanos,
                 max_wait_nanos,

@@ -10,7 +10,7 @@ use super::permit::{Kind, Ticket};
 use super::rejected::Retry;
 use super::{Rejected, lock, nanos};
 use crate::classify::Outcome;
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::config::{BreakerConfig, MAX_HALF_OPEN_CALLS};
 use crate::counters::{Counter, Counters, Padded};
 use crate::observer::{DynObserver, Event};
@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     /// This breaker, for the timer (which must not keep it alive).
     pub(super) me: Weak<Shared>,
     pub(super) window: Option<SlidingWindow>,
+    pub(super) window_clock: WindowClock,
     /// The Closed path stamps a call's start only for a slow-call policy.
     pub(super) clock_in_closed: bool,
     pub(super) slow_threshold_nanos: Option<u64>,
@@ -55,6 +56,20 @@ pub(crate) struct Shared {
     pub(super) external: Option<Mutex<Box<dyn ExternalPolicy>>>,
     pub(super) name: Box<str>,
     pub(super) transitions: Mutex<Transitions>,
+}
+
+/// Where a time window's times come from: its buckets are a tenth of a
+/// second wide or more, so it needs no precise clock.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WindowClock {
+    /// No time window: nothing reads its times.
+    Untimed,
+    /// The kernel's coarse monotonic clock, in nanoseconds past this base
+    /// (a read of a few ns where the precise clock takes tens).
+    Coarse(u64),
+    /// The breaker's own clock: it is not the system's (a test's manual
+    /// clock must drive the window), or a slow-call policy reads it anyway.
+    Breaker,
 }
 
 #[derive(Debug)]
@@ -125,6 +140,20 @@ impl Shared {
 
     pub(crate) fn now_nanos(&self) -> u64 {
         nanos(self.clock.now().saturating_duration_since(self.base))
+    }
+
+    /// The time on the window's own clock; `precise` is the breaker's
+    /// clock if the caller has read it already (0: not read).
+    #[inline]
+    pub(super) fn window_now(&self, precise: u64) -> u64 {
+        match self.window_clock {
+            WindowClock::Untimed => 0,
+            WindowClock::Coarse(base) => {
+                clock::coarse_nanos().map_or(0, |now| now.saturating_sub(base))
+            }
+            WindowClock::Breaker if precise != 0 => precise,
+            WindowClock::Breaker => self.now_nanos(),
+        }
     }
 
     // Always inlined, and kept this small so that it can be: the Closed
@@ -312,7 +341,12 @@ impl Shared {
     // Not cold: with a rate policy or a failsafe policy this is every call.
     #[inline(never)]
     fn complete_closed_with_policies(&self, word: Word, ticket: Ticket, outcome: Outcome) {
-        let now = self.now_nanos();
+        // Only a slow-call policy needs the precise end of every call.
+        let now = if self.slow_threshold_nanos.is_some() {
+            self.now_nanos()
+        } else {
+            0
+        };
         let failed = outcome == Outcome::Failure;
         let slow = self.is_slow(ticket, now);
         let mut open_for = None;
@@ -333,10 +367,11 @@ impl Shared {
         }
         let mut trips = external_trips;
         if let Some(window) = &self.window {
-            window.record(now, failed, slow);
+            let at = self.window_now(now);
+            window.record(at, failed, slow);
             // A success cannot trip a window that holds no failed or slow call.
-            if failed || slow || window.may_hold_bad(now) {
-                let stats = window.stats(now);
+            if failed || slow || window.may_hold_bad(at) {
+                let stats = window.stats(at);
                 if stats.calls >= u64::from(self.config.min_calls) {
                     trips |= self
                         .config
@@ -350,6 +385,7 @@ impl Shared {
             }
         }
         if trips {
+            let now = if now == 0 { self.now_nanos() } else { now };
             self.transition(word, State::Open, now, open_for);
         }
     }

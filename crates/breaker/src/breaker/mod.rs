@@ -176,7 +176,10 @@ impl CircuitBreaker {
         Info {
             state: word.state(),
             consecutive_failures: shared.consecutive.load(Ordering::Relaxed),
-            window: shared.window.as_ref().map(|w| w.stats(now)),
+            window: shared
+                .window
+                .as_ref()
+                .map(|w| w.stats(shared.window_now(now))),
             opened_at: opened_at
                 .filter(|_| matches!(word.state(), State::Open | State::HalfOpen))
                 .map(|n| shared.base + Duration::from_nanos(n)),

@@ -237,6 +237,35 @@ fn a_time_window_trips_on_the_success_that_reaches_min_calls() {
     assert_eq!(b.state(), State::Open, "2 of 4 failed");
 }
 
+/// On the system clock a time window reads the kernel's coarse clock: it
+/// counts, trips and forgets as on the precise one.
+#[test]
+fn a_system_clock_time_window_counts_trips_and_forgets() {
+    let half_of = |duration, buckets| {
+        CircuitBreaker::new(
+            BreakerConfig::default()
+                .with_consecutive_failures(None)
+                .with_failure_rate(0.5)
+                .with_window(Window::Time { duration, buckets })
+                .with_min_calls(4),
+        )
+        .unwrap()
+    };
+    let b = half_of(Duration::from_secs(3600), 10);
+    fail(&b, 3);
+    assert_eq!(b.info().window.unwrap().failures, 3);
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), State::Open, "3 of 4 failed");
+
+    let b = half_of(Duration::from_millis(100), 2);
+    fail(&b, 3);
+    // Past the window and the coarse clock's tick, whatever the machine's load.
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(b.info().window.unwrap().calls, 0);
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), State::Closed);
+}
+
 #[test]
 fn slow_calls_trip() {
     let (b, clock) = breaker(
