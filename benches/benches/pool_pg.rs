@@ -78,6 +78,44 @@ impl Cycle for Keel {
     }
 }
 
+// ---- the same query fetching its row, for `Database::fetch_one`'s pairs ----
+type FetchOp = Statement<PgConnection, i32>;
+
+fn fetch_select1() -> FetchOp {
+    op::fetch_one(|| sqlx::query_scalar::<_, i32>("SELECT 1"))
+}
+
+/// A tower service fetching `SELECT 1`'s row, as `fetch_one` does.
+#[derive(Clone)]
+struct FetchTower<S>(S);
+
+impl<S> Cycle for FetchTower<S>
+where
+    S: Service<FetchOp, Response = i32> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Debug + Send + 'static,
+{
+    async fn cycle(&self, _task: usize) {
+        let op = fetch_select1();
+        black_box(self.0.clone().oneshot(op).await.expect("service fetch"));
+    }
+}
+
+/// Bare connections fetching `SELECT 1`'s row.
+#[derive(Clone)]
+struct BareFetch(Bare);
+
+impl Cycle for BareFetch {
+    async fn cycle(&self, task: usize) {
+        let mut conn = self.0.0[task].lock().await;
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("bare fetch");
+        black_box(one);
+    }
+}
+
 /// Any tower service of the `SELECT 1` operation.
 #[derive(Clone)]
 struct Tower<S>(S);
@@ -334,13 +372,14 @@ struct Paired {
 /// queries each, the order turning every round, so the machine's drift
 /// falls on all alike.
 fn paired(rt: &tokio::runtime::Runtime, tasks: usize) -> Paired {
-    const ROUNDS: usize = 12;
+    const ROUNDS: usize = 24;
     const QUERIES: u64 = 16_384;
     let keel = rt.block_on(open_keel());
-    let service = Tower(keel.0.service());
+    // All three fetch the row (decode it), as `fetch_one` does.
+    let service = FetchTower(keel.0.service());
     let db = rt.block_on(open_batteries());
     let fetch = BatteriesFetch(db.clone());
-    let bare = (tasks + 2 * POOL_SIZE <= 64).then(|| rt.block_on(open_bare(tasks)));
+    let bare = (tasks + 2 * POOL_SIZE <= 64).then(|| BareFetch(rt.block_on(open_bare(tasks))));
     // Warm each: connections open, statements prepared.
     let run = |entry: usize| match entry {
         0 => throughput(rt, &fetch, tasks, QUERIES),
@@ -404,7 +443,7 @@ fn main() {
             "\n### Database::fetch_one against the pool service and bare connections, interleaved\n"
         );
         println!(
-            "Rounds of 16384 queries each, the order turning each round; the entry's time ÷ `fetch_one`'s, median (lowest – highest). Goals: ≥ 0.95 against the service, ≥ 0.9 against bare connections (`-`: they and two pools would not fit in the server's connections; criterion's table has them).\n"
+            "Rounds of 16384 queries each, every entry fetching the row (`op::fetch_one` through the service, `query_scalar(..).fetch_one` on the bare connections), the order turning each round; the entry's time ÷ `fetch_one`'s, median (lowest – highest). Goals: ≥ 0.95 against the service, ≥ 0.9 against bare connections (`-`: they and two pools would not fit in the server's connections; criterion's table has them).\n"
         );
         println!("| tasks | pool service | bare connections |");
         println!("|---:|---:|---:|");
