@@ -6,6 +6,7 @@ mod gate;
 mod probe;
 mod snapshot;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use keel_pool_core::sqlx::{self, Executor, IntoArguments};
 use keel_pool_core::{Pool, PoolService, SqlxManager, Stats};
 use keel_retry::{Retrier, RetryLayer, RetryService, SkipOpenBreaker};
 use keel_telemetry::{BreakerMetrics, PoolMetrics, RetryMetrics, Telemetry, TelemetryLayer};
+use thread_local::ThreadLocal;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 pub use snapshot::MetricsSnapshot;
@@ -84,9 +86,37 @@ struct Inner<C: SqlxConnection + 'static> {
     breaker: CircuitBreaker,
     telemetry: TelemetryLayer,
     stack: Stack<C>,
+    /// Stack clones a call made and is done with, per thread: the next
+    /// call on that thread reuses one instead of cloning `stack`, which
+    /// bumps reference counts every core shares and allocates the breaker
+    /// and retry handles a polled clone takes.
+    spares: ThreadLocal<RefCell<Vec<Stack<C>>>>,
     health: HealthRegistry,
     gate: Gate,
     counts: Arc<Counts>,
+}
+
+/// Spare stack clones kept per thread: enough for the calls one thread
+/// starts before the first of them is done with its clone.
+const SPARES_PER_THREAD: usize = 4;
+
+impl<C: SqlxConnection + 'static> Inner<C> {
+    /// A stack clone: a spare of this thread's, or a fresh one.
+    fn take_stack(&self) -> Stack<C> {
+        self.spares
+            .get()
+            .and_then(|spares| spares.try_borrow_mut().ok()?.pop())
+            .unwrap_or_else(|| self.stack.clone())
+    }
+
+    /// Keeps `stack` (which has made its call) for this thread's next.
+    fn give_back(&self, stack: Stack<C>) {
+        if let Ok(mut spares) = self.spares.get_or_default().try_borrow_mut()
+            && spares.len() < SPARES_PER_THREAD
+        {
+            spares.push(stack);
+        }
+    }
 }
 
 /// What the stack's observers count for [`MetricsSnapshot`].
@@ -211,6 +241,7 @@ impl<C: SqlxConnection + 'static> Database<C> {
                 breaker,
                 telemetry,
                 stack,
+                spares: ThreadLocal::new(),
                 health,
                 gate: Gate::default(),
                 counts,
@@ -256,12 +287,13 @@ impl<C: SqlxConnection + 'static> Database<C> {
                 "the database is shutting down",
             )
         })?;
-        inner
-            .stack
-            .clone()
-            .oneshot(operation)
-            .await
-            .map_err(|e| Error::from_stack(&inner.name, during, e))
+        let failed = |e| Error::from_stack(&inner.name, during, e);
+        let mut stack = inner.take_stack();
+        // A clone dropped while waiting here may hold a reservation, so
+        // only one that has made its call goes back.
+        let future = stack.ready().await.map_err(failed)?.call(operation);
+        inner.give_back(stack);
+        future.await.map_err(failed)
     }
 
     /// Runs a statement and returns the driver's result (rows affected);
