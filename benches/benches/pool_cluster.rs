@@ -22,13 +22,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keel_benches::{Cycle, runtime, throughput};
+use keel_benches::{Cycle, Oneshot, runtime, throughput};
 use keel_pool_core::cluster::{Access, Cluster, Role};
 use keel_pool_core::op::{self, Statement};
 use keel_pool_core::{DatabaseUrl, PgManager, Pool, PoolConfig};
 use sqlx::PgConnection;
 use sqlx::postgres::{PgArguments, PgQueryResult};
-use tower::{Service, ServiceExt};
 
 const TASKS: usize = 16;
 const POOL_SIZE: usize = 16;
@@ -74,20 +73,8 @@ impl Cycle for Two {
     }
 }
 
-/// Any tower service of the read-only `SELECT 1`.
-#[derive(Clone)]
-struct Tower<S>(S);
-
-impl<S> Cycle for Tower<S>
-where
-    S: Service<ReadOp, Response = PgQueryResult> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: std::fmt::Debug + Send + 'static,
-{
-    async fn cycle(&self, _task: usize) {
-        let read = op::read_only(op::execute(select1));
-        black_box(self.0.clone().oneshot(read).await.expect("service query"));
-    }
+fn read_select1() -> ReadOp {
+    op::read_only(op::execute(select1))
 }
 
 async fn open_single() -> Pool<PgManager> {
@@ -195,10 +182,10 @@ fn cluster(c: &mut Criterion) {
             throughput(&rt, &Two(two.clone()), TASKS, iters)
         }),
         ("keel service", &|iters| {
-            throughput(&rt, &Tower(single.service()), TASKS, iters)
+            throughput(&rt, &Oneshot(single.service(), read_select1), TASKS, iters)
         }),
         ("keel cluster service", &|iters| {
-            throughput(&rt, &Tower(two.service()), TASKS, iters)
+            throughput(&rt, &Oneshot(two.service(), read_select1), TASKS, iters)
         }),
     ];
     for (name, run) in entries {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
-use keel_benches::{Cycle, runtime, throughput};
+use keel_benches::{Cycle, Oneshot, runtime, throughput};
 use keel_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
 use keel_pool_core::op::{self, Statement};
 use keel_pool_core::{DatabaseUrl, PgManager, Pool};
@@ -42,7 +42,7 @@ use keel_retry::{Retrier, RetryPolicy, SkipOpenBreaker, SqlxClassifier};
 use sqlx::postgres::{PgArguments, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::Mutex;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const POOL_SIZE: usize = 16;
@@ -85,22 +85,6 @@ fn fetch_select1() -> FetchOp {
     op::fetch_one(|| sqlx::query_scalar::<_, i32>("SELECT 1"))
 }
 
-/// A tower service fetching `SELECT 1`'s row, as `fetch_one` does.
-#[derive(Clone)]
-struct FetchTower<S>(S);
-
-impl<S> Cycle for FetchTower<S>
-where
-    S: Service<FetchOp, Response = i32> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: std::fmt::Debug + Send + 'static,
-{
-    async fn cycle(&self, _task: usize) {
-        let op = fetch_select1();
-        black_box(self.0.clone().oneshot(op).await.expect("service fetch"));
-    }
-}
-
 /// Bare connections fetching `SELECT 1`'s row.
 #[derive(Clone)]
 struct BareFetch(Bare);
@@ -116,21 +100,8 @@ impl Cycle for BareFetch {
     }
 }
 
-/// Any tower service of the `SELECT 1` operation.
-#[derive(Clone)]
-struct Tower<S>(S);
-
-impl<S> Cycle for Tower<S>
-where
-    S: Service<SelectOp> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: std::fmt::Debug + Send + 'static,
-{
-    async fn cycle(&self, _task: usize) {
-        let op: SelectOp = op::execute(select1);
-        black_box(self.0.clone().oneshot(op).await.expect("service query"));
-    }
+fn execute_select1() -> SelectOp {
+    op::execute(select1)
 }
 
 fn keel_stack(
@@ -302,8 +273,8 @@ fn pools(c: &mut Criterion) {
         drop(bare);
 
         let keel = rt.block_on(open_keel());
-        let service = Tower(keel.0.service());
-        let stack = Tower(keel_stack(&keel.0));
+        let service = Oneshot(keel.0.service(), execute_select1);
+        let stack = Oneshot(keel_stack(&keel.0), execute_select1);
         entry!("keel", keel);
         entry!("keel service", service);
         entry!("keel + retry + breaker", stack);
@@ -376,7 +347,7 @@ fn paired(rt: &tokio::runtime::Runtime, tasks: usize) -> Paired {
     const QUERIES: u64 = 16_384;
     let keel = rt.block_on(open_keel());
     // All three fetch the row (decode it), as `fetch_one` does.
-    let service = FetchTower(keel.0.service());
+    let service = Oneshot(keel.0.service(), fetch_select1);
     let db = rt.block_on(open_batteries());
     let fetch = BatteriesFetch(db.clone());
     let bare = (tasks + 2 * POOL_SIZE <= 64).then(|| BareFetch(rt.block_on(open_bare(tasks))));

@@ -157,6 +157,32 @@ pub trait Cycle: Clone + Send + Sync + 'static {
     fn cycle(&self, task: usize) -> impl Future<Output = ()> + Send;
 }
 
+/// A tower service called once per cycle with a fresh operation from
+/// `make`, through a clone made for the call (as axum handlers do).
+#[derive(Clone)]
+pub struct Oneshot<S, F>(pub S, pub F);
+
+impl<S, F> std::fmt::Debug for Oneshot<S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oneshot").finish_non_exhaustive()
+    }
+}
+
+impl<S, F, Op> Cycle for Oneshot<S, F>
+where
+    S: Service<Op> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: std::fmt::Debug + Send + 'static,
+    F: Fn() -> Op + Clone + Send + Sync + 'static,
+    Op: Send + 'static,
+{
+    async fn cycle(&self, _task: usize) {
+        let op = (self.1)();
+        black_box(self.0.clone().oneshot(op).await.expect("service call"));
+    }
+}
+
 /// `iters` cycles spread over `tasks` tasks started together; the wall
 /// time for all of them.
 ///
