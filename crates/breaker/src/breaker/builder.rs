@@ -4,6 +4,7 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::machine::{Transitions, WindowClock};
 use super::rejected::epoch;
@@ -14,6 +15,9 @@ use crate::counters::{Counters, Padded};
 use crate::observer::{DynObserver, Observer};
 use crate::state::{State, Word};
 use crate::window::SlidingWindow;
+
+/// The narrowest time-window bucket that is counted on the coarse clock.
+const COARSE_BUCKET_MIN: Duration = Duration::from_millis(100);
 
 /// Builds a [`CircuitBreaker`] with a name, clock, observer or seed.
 #[must_use = "a builder does nothing until built"]
@@ -109,8 +113,11 @@ impl BreakerBuilder {
         // reads the clock when the call ends.
         let clock_in_closed = slow_threshold_nanos.is_some();
         let window_clock = match config.window {
-            Window::Time { .. } if config.uses_window() => {
-                if self.clock.is_system() && !clock_in_closed {
+            Window::Time { duration, buckets } if config.uses_window() => {
+                // The coarse clock lags by up to a tick (1 to 10 ms): only
+                // buckets far wider than that may read it.
+                let wide = duration / buckets.max(1) >= COARSE_BUCKET_MIN;
+                if self.clock.is_system() && !clock_in_closed && wide {
                     clock::coarse_nanos().map_or(WindowClock::Breaker, WindowClock::Coarse)
                 } else {
                     WindowClock::Breaker

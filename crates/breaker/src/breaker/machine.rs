@@ -58,8 +58,8 @@ pub(crate) struct Shared {
     pub(super) transitions: Mutex<Transitions>,
 }
 
-/// Where a time window's times come from: its buckets are a tenth of a
-/// second wide or more, so it needs no precise clock.
+/// Where a time window's times come from: buckets a tenth of a second
+/// wide or more need no precise clock.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum WindowClock {
     /// No time window: nothing reads its times.
@@ -68,7 +68,8 @@ pub(super) enum WindowClock {
     /// (a read of a few ns where the precise clock takes tens).
     Coarse(u64),
     /// The breaker's own clock: it is not the system's (a test's manual
-    /// clock must drive the window), or a slow-call policy reads it anyway.
+    /// clock must drive the window), a slow-call policy reads it anyway, or
+    /// the buckets are too narrow for the coarse clock's tick.
     Breaker,
 }
 
