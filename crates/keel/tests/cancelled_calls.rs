@@ -4,10 +4,12 @@
 //! stack clones its calls are done with).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel::sqlx::{self, PgConnection};
 use keel::{DatabaseConfig, PgDatabase};
+use tokio::sync::Notify;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -20,12 +22,16 @@ async fn calls_cancelled_while_waiting_leave_the_pool_whole() {
     config.pool.max_overflow = 0;
     let db = PgDatabase::connect(config).await.unwrap();
 
-    // The only connection, held for a while.
+    // The only connection, held for a while. (The health probe checks a
+    // connection out now and then too, so the holder says when it has it.)
+    let held = Arc::new(Notify::new());
     let holder = tokio::spawn({
-        let db = db.clone();
+        let (db, held) = (db.clone(), held.clone());
         async move {
-            db.with_connection(|conn: &mut PgConnection| {
+            db.with_connection(move |conn: &mut PgConnection| {
+                let held = held.clone();
                 Box::pin(async move {
+                    held.notify_one();
                     sqlx::query("SELECT pg_sleep(0.5)").execute(conn).await?;
                     Ok::<_, sqlx::Error>(())
                 })
@@ -33,9 +39,7 @@ async fn calls_cancelled_while_waiting_leave_the_pool_whole() {
             .await
         }
     });
-    while db.stats().in_use == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    held.notified().await;
     for _ in 0..10 {
         let waiting = db.fetch_one(|| sqlx::query_scalar::<_, i32>("SELECT 1"));
         assert!(
@@ -59,7 +63,16 @@ async fn calls_cancelled_while_waiting_leave_the_pool_whole() {
     for (i, call) in (0..).zip(calls) {
         assert_eq!(call.await.unwrap().unwrap(), i);
     }
-    let stats = db.stats();
+    // Nothing left checked out or waiting (give a health probe's round
+    // trip time to finish).
+    let mut stats = db.stats();
+    for _ in 0..500 {
+        if (stats.in_use, stats.waiters) == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stats = db.stats();
+    }
     assert_eq!((stats.in_use, stats.waiters), (0, 0), "{stats:?}");
     assert!(stats.size <= 1, "{stats:?}");
     db.shutdown(Duration::from_secs(5)).await.unwrap();
