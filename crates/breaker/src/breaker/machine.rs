@@ -152,9 +152,14 @@ impl Shared {
             WindowClock::Coarse(base) => {
                 clock::coarse_nanos().map_or(0, |now| now.saturating_sub(base))
             }
-            WindowClock::Breaker if precise != 0 => precise,
-            WindowClock::Breaker => self.now_nanos(),
+            WindowClock::Breaker => self.precise_now(precise),
         }
+    }
+
+    /// `read` if the caller has read the breaker's clock (0: not read),
+    /// else the clock now.
+    fn precise_now(&self, read: u64) -> u64 {
+        if read == 0 { self.now_nanos() } else { read }
     }
 
     // Always inlined, and kept this small so that it can be: the Closed
@@ -334,8 +339,7 @@ impl Shared {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         if failures >= threshold {
-            let now = if now == 0 { self.now_nanos() } else { now };
-            self.transition(word, State::Open, now, open_for);
+            self.transition(word, State::Open, self.precise_now(now), open_for);
         }
     }
 
@@ -386,8 +390,7 @@ impl Shared {
             }
         }
         if trips {
-            let now = if now == 0 { self.now_nanos() } else { now };
-            self.transition(word, State::Open, now, open_for);
+            self.transition(word, State::Open, self.precise_now(now), open_for);
         }
     }
 

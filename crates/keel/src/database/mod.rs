@@ -96,8 +96,9 @@ struct Inner<C: SqlxConnection + 'static> {
     counts: Arc<Counts>,
 }
 
-/// Spare stack clones kept per thread: enough for the calls one thread
-/// starts before the first of them is done with its clone.
+/// Spare stack clones kept per thread. A call holds its clone only until
+/// its future is made (while it waits for a connection, under load); the
+/// clones of a burst past four are dropped, and the next burst clones.
 const SPARES_PER_THREAD: usize = 4;
 
 impl<C: SqlxConnection + 'static> Inner<C> {
