@@ -3,7 +3,8 @@
 //! majority-replicated store must do for a put of 2 KB, and nothing else
 //! (no consensus state, no authentication, no encoding, no state
 //! machine): the leader takes framed values from the clients, appends
-//! each batch to a file and `fdatasync`s it while sending the batch to
+//! each batch to a file (past the page cache, as keel's log) and
+//! `fdatasync`s it while sending the batch to
 //! both followers, which append and `fdatasync` it too, and answers the
 //! batch's clients once its own flush and one follower's are done. Batches
 //! form while earlier ones are on their way, up to two on their way at
@@ -38,11 +39,22 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Appends `bytes` to `file` and makes them durable.
+/// Direct writes fill whole blocks of this size.
+const BLOCK: usize = 4096;
+
+/// Appends `bytes` to `file` past the page cache, as keel's log writes
+/// (zeros fill the last block: the floor is never read back), and makes
+/// them durable.
 async fn append(file: &Arc<File>, bytes: Vec<u8>) {
     let file = Arc::clone(file);
     tokio::task::spawn_blocking(move || {
-        (&*file).write_all(&bytes).expect("floor append");
+        let whole = bytes.len().next_multiple_of(BLOCK);
+        let mut buffer = vec![0; whole + BLOCK];
+        let start = buffer.as_ptr().align_offset(BLOCK);
+        buffer[start..start + bytes.len()].copy_from_slice(&bytes);
+        (&*file)
+            .write_all(&buffer[start..start + whole])
+            .expect("floor append");
         file.sync_data().expect("floor fdatasync");
     })
     .await
@@ -50,13 +62,15 @@ async fn append(file: &Arc<File>, bytes: Vec<u8>) {
 }
 
 fn log_file(dir: &str) -> Arc<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).expect("floor dir");
     Arc::new(
         File::options()
             .create(true)
             .append(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
             .open(format!("{dir}/floor.log"))
-            .expect("floor log"),
+            .expect("floor log (direct I/O)"),
     )
 }
 

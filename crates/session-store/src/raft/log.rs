@@ -2,10 +2,12 @@
 //!
 //! Entries are appended to segment files (`seg-<first index>.log`, a new
 //! one past 64 MiB) as records `length u32 | crc32 u32 | postcard entry`;
-//! an in-memory index maps each entry's index to its place. Appends are
-//! group-committed: each returns once written, and a flusher makes
-//! everything written so far durable with one `fdatasync`, then tells raft
-//! about all of it (storage-v2's `LogFlushed` callback). The vote and the
+//! an in-memory index maps each entry's index to its place, and the
+//! latest entries stay in memory for replication. An append returns once
+//! its records are queued for the [`writer`], which writes them past the
+//! page cache, makes everything written meanwhile durable with one
+//! `fdatasync` and then tells raft about all of it (storage-v2's
+//! `LogFlushed` callback). The vote and the
 //! last purged id are small files replaced atomically and fsynced; the
 //! committed id is rewritten in place without fsync (losing it only means
 //! learning it again from the leader).
@@ -16,14 +18,17 @@
 //! flush is shared with its page cache. A raft log needs only appends at
 //! the end, cuts at the end (truncate) and at the start (purge).
 //!
-//! On start the segments are read back and checked: a torn record at the
-//! end of the last segment (a crash mid-write, never acknowledged) is cut
-//! off; a bad record anywhere else is corruption and refuses the start.
+//! On start the segments are read back and checked: zeros after the last
+//! record are the padding of direct writes; a torn record at the end of
+//! the last segment (a crash mid-write, never acknowledged) is cut off; a
+//! bad record anywhere else is corruption and refuses the start.
 
 #![allow(
     clippy::result_large_err,
     reason = "openraft's storage traits return its StorageError; the helpers return it too"
 )]
+
+mod writer;
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -32,7 +37,8 @@ use std::io::{self, Write};
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -40,8 +46,8 @@ use openraft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
 
+use self::writer::{Done, Job, Writer};
 use super::SessionRaft;
 
 type NodeId = u64;
@@ -65,7 +71,9 @@ struct Loc {
 
 struct Segment {
     first: u64,
+    /// For reads; the writer has its own.
     file: Arc<File>,
+    /// Where the last record ends.
     len: u64,
 }
 
@@ -79,7 +87,8 @@ struct State {
     purged: Option<LogId<NodeId>>,
 }
 
-/// The tail of the log in memory, up to [`RECENT_BYTES`].
+/// The tail of the log in memory: up to [`RECENT_BYTES`], and every
+/// entry not yet written.
 #[derive(Default)]
 struct Recent {
     entries: VecDeque<(Entry<SessionRaft>, usize)>,
@@ -91,13 +100,19 @@ impl Recent {
         self.entries.front().map(|(e, _)| e.log_id.index)
     }
 
-    fn push(&mut self, entry: Entry<SessionRaft>, size: usize) {
+    /// Adds `entry`, dropping the oldest entries past [`RECENT_BYTES`]
+    /// among those before index `written` (on disk).
+    fn push(&mut self, entry: Entry<SessionRaft>, size: usize, written: u64) {
         self.bytes += size;
         self.entries.push_back((entry, size));
-        while self.bytes > RECENT_BYTES {
-            match self.entries.pop_front() {
-                Some((_, n)) => self.bytes -= n,
-                None => break,
+        while self.bytes > RECENT_BYTES
+            && self
+                .entries
+                .front()
+                .is_some_and(|(e, _)| e.log_id.index < written)
+        {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
             }
         }
     }
@@ -128,22 +143,16 @@ impl Recent {
         }
     }
 
-    /// Entries `start..end`, if all of them are here.
-    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<SessionRaft>>> {
-        let first = self.first()?;
-        if start < first {
-            return None;
-        }
-        let skip = usize::try_from(start - first).ok()?;
-        let take = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-        Some(
-            self.entries
-                .iter()
-                .skip(skip)
-                .take(take)
-                .map(|(e, _)| e.clone())
-                .collect(),
-        )
+    /// Those of entries `start..end` that are here.
+    fn get(&self, start: u64, end: u64) -> impl Iterator<Item = Entry<SessionRaft>> + '_ {
+        let first = self.first().unwrap_or(u64::MAX);
+        let skip = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
+        let take = usize::try_from(end.saturating_sub(start.max(first))).unwrap_or(usize::MAX);
+        self.entries
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|(e, _)| e.clone())
     }
 }
 
@@ -165,19 +174,15 @@ struct Shared {
     state: Mutex<State>,
     /// A segment past this many bytes is closed for appends.
     segment_max: u64,
-}
-
-/// An append whose callback waits for the flush of `file`.
-struct Pending {
-    file: Arc<File>,
-    callback: LogFlushed<SessionRaft>,
+    /// One past the last index the writer has written (0: none).
+    written: Arc<AtomicU64>,
 }
 
 /// The log store; clones share it (and serve as its readers).
 #[derive(Clone)]
 pub(crate) struct LogStore {
     shared: Arc<Shared>,
-    flushes: mpsc::UnboundedSender<Pending>,
+    jobs: mpsc::Sender<Job>,
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -240,8 +245,9 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 fn open_segment(dir: &Path, first: u64) -> io::Result<File> {
     File::options()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .open(segment_path(dir, first))
 }
 
@@ -301,7 +307,10 @@ impl LogStore {
             let bytes = fs::read(segment_path(dir, *first))?;
             let (found, end) = scan(*first, &bytes);
             let file = open_segment(dir, *first)?;
-            if end < bytes.len() as u64 {
+            let padding = bytes
+                .get(end as usize..)
+                .is_some_and(|rest| rest.iter().all(|&b| b == 0));
+            if !padding {
                 if n + 1 < firsts.len() {
                     return Err(corrupt(format!(
                         "segment {first}: a bad record at byte {end} before the last segment"
@@ -330,6 +339,9 @@ impl LogStore {
                 len: end,
             });
         }
+        let written = Arc::new(AtomicU64::new(
+            locs.back().map_or(0, |l: &Loc| l.log_id.index + 1),
+        ));
         let committed = File::options()
             .read(true)
             .write(true)
@@ -346,10 +358,14 @@ impl LogStore {
                 purged,
             }),
             segment_max,
+            written: Arc::clone(&written),
         });
-        let (flushes, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(flush(waiting));
-        Ok(Self { shared, flushes })
+        let (jobs, queued) = mpsc::channel();
+        let writer = Writer::new(dir.to_path_buf(), written);
+        std::thread::Builder::new()
+            .name("keel-raft-log".into())
+            .spawn(move || writer.run(&queued))?;
+        Ok(Self { shared, jobs })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -359,37 +375,46 @@ impl LogStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Cuts the log from index `from` on (inclusive).
-    pub(crate) fn cut(&self, from: u64) -> io::Result<()> {
-        let mut state = self.state();
-        let Some(first) = state.locs.front().map(|l| l.log_id.index) else {
-            return Ok(());
-        };
-        let keep = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-        let Some(cut) = state.locs.get(keep).copied() else {
-            return Ok(());
-        };
-        state.locs.truncate(keep);
-        state.recent.cut(from);
-        let dir = self.shared.dir.clone();
-        let mut kept = Vec::new();
-        for segment in state.segments.drain(..) {
-            if segment.first > cut.segment || (segment.first == cut.segment && cut.offset == 0) {
-                drop(segment.file);
-                fs::remove_file(segment_path(&dir, segment.first))?;
-            } else if segment.first == cut.segment {
-                segment.file.set_len(cut.offset)?;
-                segment.file.sync_all()?;
-                kept.push(Segment {
-                    len: cut.offset,
-                    ..segment
-                });
-            } else {
-                kept.push(segment);
-            }
+    /// Cuts the log from index `from` on (inclusive); returns once the
+    /// files are cut (after every earlier append is written).
+    pub(crate) async fn cut(&self, from: u64) -> io::Result<()> {
+        let (done, cut) = tokio::sync::oneshot::channel();
+        {
+            let mut state = self.state();
+            let Some(first) = state.locs.front().map(|l| l.log_id.index) else {
+                return Ok(());
+            };
+            let keep = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
+            let Some(at) = state.locs.get(keep).copied() else {
+                return Ok(());
+            };
+            state.locs.truncate(keep);
+            state.recent.cut(from);
+            let (mut remove, mut shrink) = (Vec::new(), None);
+            state.segments.retain_mut(|segment| {
+                if segment.first > at.segment || (segment.first == at.segment && at.offset == 0) {
+                    remove.push(segment.first);
+                    false
+                } else {
+                    if segment.first == at.segment {
+                        segment.len = at.offset;
+                        shrink = Some((segment.first, at.offset));
+                    }
+                    true
+                }
+            });
+            self.queue(Job::Cut {
+                remove,
+                shrink,
+                from,
+                done,
+            })?;
         }
-        state.segments = kept;
-        File::open(&dir)?.sync_all()
+        cut.await.map_err(|_| writer_gone())?
+    }
+
+    fn queue(&self, job: Job) -> io::Result<()> {
+        self.jobs.send(job).map_err(|_| writer_gone())
     }
 
     /// Forgets entries up to `upto` (inclusive) and deletes the segments
@@ -415,10 +440,15 @@ impl LogStore {
         Ok(())
     }
 
-    /// Writes `entries` at the end of the log; the file to flush.
-    pub(crate) fn write(&self, entries: Vec<Entry<SessionRaft>>) -> io::Result<Option<Arc<File>>> {
-        let Some(first) = entries.first().map(|e| e.get_log_id().index) else {
-            return Ok(None);
+    /// Queues `entries` to be written at the end of the log; `done` hears
+    /// when they are durable.
+    pub(crate) fn write(&self, entries: Vec<Entry<SessionRaft>>, done: Done) -> io::Result<()> {
+        let (Some(first), Some(last)) = (
+            entries.first().map(|e| e.get_log_id().index),
+            entries.last().map(|e| e.get_log_id().index),
+        ) else {
+            done(Ok(()));
+            return Ok(());
         };
         let mut bodies = Vec::with_capacity(entries.len());
         for entry in &entries {
@@ -434,9 +464,6 @@ impl LogStore {
             .last()
             .is_none_or(|s| s.len >= self.shared.segment_max)
         {
-            if let Some(full) = state.segments.last() {
-                full.file.sync_data()?;
-            }
             let file = open_segment(&self.shared.dir, first)?;
             File::open(&self.shared.dir)?.sync_all()?;
             state.segments.push(Segment {
@@ -445,10 +472,11 @@ impl LogStore {
                 len: 0,
             });
         }
-        let (segment, file, mut offset) = match state.segments.last() {
-            Some(s) => (s.first, Arc::clone(&s.file), s.len),
+        let (segment, start) = match state.segments.last() {
+            Some(s) => (s.first, s.len),
             None => return Err(io::Error::other("no segment to append to")),
         };
+        let mut offset = start;
         let mut bytes = Vec::with_capacity(bodies.iter().map(|(_, b)| HEADER + b.len()).sum());
         let mut locs = Vec::with_capacity(bodies.len());
         for (log_id, body) in bodies {
@@ -464,46 +492,40 @@ impl LogStore {
             });
             offset += HEADER as u64 + u64::from(len);
         }
-        (&*file).write_all(&bytes)?;
+        self.queue(Job::Append {
+            segment,
+            offset: start,
+            bytes,
+            last,
+            done,
+        })?;
         if let Some(last) = state.segments.last_mut() {
             last.len = offset;
         }
         state.locs.extend(locs);
+        let written = self.shared.written.load(Ordering::Acquire);
         for (entry, size) in entries.into_iter().zip(sizes) {
-            state.recent.push(entry, size);
+            state.recent.push(entry, size, written);
         }
-        Ok(Some(file))
+        Ok(())
+    }
+
+    /// Writes `entries` and waits until they are durable.
+    #[cfg(test)]
+    pub(crate) async fn write_durably(&self, entries: Vec<Entry<SessionRaft>>) -> io::Result<()> {
+        let (done, durable) = tokio::sync::oneshot::channel();
+        self.write(
+            entries,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        )?;
+        durable.await.map_err(|_| writer_gone())?
     }
 }
 
-/// Group commit: one `fdatasync` per file for every append written while
-/// the previous flush ran, then each append's callback, in order.
-async fn flush(mut waiting: mpsc::UnboundedReceiver<Pending>) {
-    let mut batch = Vec::new();
-    while waiting.recv_many(&mut batch, 4096).await > 0 {
-        let pending = std::mem::take(&mut batch);
-        let flushed = tokio::task::spawn_blocking(move || {
-            let mut files: Vec<&Arc<File>> = Vec::new();
-            for p in &pending {
-                if !files.iter().any(|f| Arc::ptr_eq(f, &p.file)) {
-                    files.push(&p.file);
-                }
-            }
-            let result = files.iter().try_for_each(|f| f.sync_data());
-            (pending, result)
-        })
-        .await;
-        let Ok((pending, result)) = flushed else {
-            return;
-        };
-        for p in pending {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
-            p.callback.log_io_completed(outcome);
-        }
-    }
+fn writer_gone() -> io::Error {
+    io::Error::other("the log's writer has stopped")
 }
 
 impl RaftLogReader<SessionRaft> for LogStore {
@@ -511,7 +533,7 @@ impl RaftLogReader<SessionRaft> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<SessionRaft>>, StorageError<NodeId>> {
-        let wanted: Vec<(Arc<File>, Loc)> = {
+        let (wanted, recent) = {
             let state = self.state();
             let Some(first) = state.locs.front().map(|l| l.log_id.index) else {
                 return Ok(Vec::new());
@@ -526,21 +548,26 @@ impl RaftLogReader<SessionRaft> for LogStore {
                 Bound::Excluded(i) => *i,
                 Bound::Unbounded => u64::MAX,
             };
-            let end = end.min(state.last().map_or(0, |l| l.index + 1));
-            if let Some(entries) = state.recent.get(start.max(first), end) {
-                return Ok(entries);
-            }
-            let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
-            let to = usize::try_from(end.saturating_sub(first)).unwrap_or(usize::MAX);
-            state
+            let (start, end) = (
+                start.max(first),
+                end.min(state.last().map_or(0, |l| l.index + 1)),
+            );
+            // Entries before the in-memory tail are on disk (it keeps every
+            // one not yet written).
+            let on_disk = end.min(state.recent.first().unwrap_or(end));
+            let from = usize::try_from(start - first).unwrap_or(usize::MAX);
+            let to = usize::try_from(on_disk.saturating_sub(first)).unwrap_or(usize::MAX);
+            let wanted: Vec<(Arc<File>, Loc)> = state
                 .locs
                 .iter()
                 .skip(from)
                 .take(to.saturating_sub(from))
                 .filter_map(|l| state.segment(l.segment).map(|s| (Arc::clone(&s.file), *l)))
-                .collect()
+                .collect();
+            let recent: Vec<_> = state.recent.get(start.max(on_disk), end).collect();
+            (wanted, recent)
         };
-        let mut entries = Vec::with_capacity(wanted.len());
+        let mut entries = Vec::with_capacity(wanted.len() + recent.len());
         for (file, loc) in wanted {
             let index = loc.log_id.index;
             let mut record = vec![0; loc.len as usize];
@@ -550,6 +577,7 @@ impl RaftLogReader<SessionRaft> for LogStore {
                 .map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
             entries.push(entry);
         }
+        entries.extend(recent);
         Ok(entries)
     }
 }
@@ -607,24 +635,17 @@ impl RaftLogStorage<SessionRaft> for LogStore {
         I: IntoIterator<Item = Entry<SessionRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let file = self
-            .write(entries.into_iter().collect())
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        match file {
-            Some(file) => {
-                if let Err(unsent) = self.flushes.send(Pending { file, callback }) {
-                    // No flusher (the runtime is shutting down): flush here.
-                    let Pending { file, callback } = unsent.0;
-                    callback.log_io_completed(file.sync_data());
-                }
-            }
-            None => callback.log_io_completed(Ok(())),
-        }
+        self.write(
+            entries.into_iter().collect(),
+            Box::new(move |result| callback.log_io_completed(result)),
+        )
+        .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.cut(log_id.index)
+            .await
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

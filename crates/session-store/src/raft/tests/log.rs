@@ -47,21 +47,13 @@ async fn entries_survive_a_reopen_across_segments_cuts_and_purges() {
     {
         let log = LogStore::open_with(dir.path(), 60).unwrap();
         for i in 1..=30 {
-            log.write(entries(i, i))
-                .unwrap()
-                .unwrap()
-                .sync_data()
-                .unwrap();
+            log.write_durably(entries(i, i)).await.unwrap();
         }
         assert!(segments(dir.path()) > 3, "small segments rotate");
-        log.cut(26).unwrap();
+        log.cut(26).await.unwrap();
         log.forget(LogId::new(CommittedLeaderId::new(1, 1), 10))
             .unwrap();
-        log.write(entries(26, 27))
-            .unwrap()
-            .unwrap()
-            .sync_data()
-            .unwrap();
+        log.write_durably(entries(26, 27)).await.unwrap();
     }
     let mut log = LogStore::open_with(dir.path(), 60).unwrap();
     assert_eq!(indexes(&mut log).await, (11..=27).collect::<Vec<_>>());
@@ -76,11 +68,7 @@ async fn entries_survive_a_reopen_across_segments_cuts_and_purges() {
     assert!(indexes(&mut log).await.is_empty());
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id.map(|l| l.index), Some(27));
-    log.write(entries(28, 28))
-        .unwrap()
-        .unwrap()
-        .sync_data()
-        .unwrap();
+    log.write_durably(entries(28, 28)).await.unwrap();
     assert_eq!(indexes(&mut log).await, [28]);
 }
 
@@ -99,26 +87,24 @@ async fn a_torn_record_at_the_end_is_cut_off_and_a_bad_one_before_it_refuses_the
     let dir = tempfile::tempdir().unwrap();
     {
         let log = LogStore::open_with(dir.path(), 60).unwrap();
-        log.write(entries(1, 20))
-            .unwrap()
-            .unwrap()
-            .sync_data()
-            .unwrap();
-        log.write(entries(21, 22))
-            .unwrap()
-            .unwrap()
-            .sync_data()
-            .unwrap();
+        log.write_durably(entries(1, 20)).await.unwrap();
+        log.write_durably(entries(21, 22)).await.unwrap();
     }
     // Half a record at the end, as a crash mid-write leaves it.
     let last = last_segment(dir.path());
-    let mut bytes = std::fs::read(&last).unwrap();
-    let whole = bytes.len();
+    let written = std::fs::read(&last).unwrap();
+    let mut bytes = written.clone();
     bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 5]);
     std::fs::write(&last, &bytes).unwrap();
     let mut log = LogStore::open_with(dir.path(), 60).unwrap();
     assert_eq!(indexes(&mut log).await, (1..=22).collect::<Vec<_>>());
-    assert_eq!(std::fs::metadata(&last).unwrap().len(), whole as u64);
+    let kept = std::fs::read(&last).unwrap();
+    assert!(written.starts_with(&kept), "the torn record is cut off");
+    // Appends go on from the last whole record.
+    log.write_durably(entries(23, 23)).await.unwrap();
+    drop(log);
+    let mut log = LogStore::open_with(dir.path(), 60).unwrap();
+    assert_eq!(indexes(&mut log).await, (1..=23).collect::<Vec<_>>());
     drop(log);
 
     // A flipped byte in a segment before the last: corruption.
@@ -134,4 +120,55 @@ async fn a_torn_record_at_the_end_is_cut_off_and_a_bad_one_before_it_refuses_the
     std::fs::write(&all[0], &bytes).unwrap();
     let err = LogStore::open_with(dir.path(), 60).err().expect("refused");
     assert!(err.to_string().contains("bad record"), "{err}");
+}
+
+/// Records of a few dozen bytes: a block holds many, appends continue a
+/// partly written block, and a cut falls inside one.
+async fn records_sharing_blocks_read_back_whole(dir: &std::path::Path) {
+    {
+        let log = LogStore::open_with(dir, 1 << 20).unwrap();
+        for i in (1..=600).step_by(3) {
+            log.write_durably(entries(i, i + 2)).await.unwrap();
+        }
+        log.cut(301).await.unwrap();
+        log.write_durably(entries(301, 400)).await.unwrap();
+    }
+    let mut log = LogStore::open_with(dir, 1 << 20).unwrap();
+    assert_eq!(indexes(&mut log).await, (1..=400).collect::<Vec<_>>());
+    log.write_durably(entries(401, 401)).await.unwrap();
+    drop(log);
+    let mut log = LogStore::open_with(dir, 1 << 20).unwrap();
+    assert_eq!(indexes(&mut log).await, (1..=401).collect::<Vec<_>>());
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn records_sharing_blocks_read_back_whole_with_direct_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    records_sharing_blocks_read_back_whole(dir.path()).await;
+    if direct_io(dir.path()) {
+        let len = std::fs::metadata(last_segment(dir.path())).unwrap().len();
+        assert_eq!(len % 4096, 0, "direct writes fill whole blocks");
+    }
+}
+
+/// Whether the file system under `dir` takes direct I/O.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn direct_io(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+        .open(dir.join("probe"))
+        .is_ok()
+}
+
+/// tmpfs refuses direct I/O: the log writes through the page cache there.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn records_sharing_blocks_read_back_whole_on_tmpfs() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    records_sharing_blocks_read_back_whole(dir.path()).await;
 }
