@@ -328,7 +328,9 @@ fn demo_in_background(duration: &str) -> (std::process::Child, String) {
 /// charts draw and keep drawing; a screenshot is kept as an artifact.
 #[test]
 fn the_status_page_draws_its_charts_in_a_browser() {
-    let (mut demo, address) = demo_in_background("10s");
+    // Long enough to outlast three Chromium runs on a loaded machine (each
+    // can take seconds); it is killed once they are done.
+    let (mut demo, address) = demo_in_background("120s");
     let chromium = |extra: &[&str]| {
         // A profile per run: a newer Chromium hands a run whose profile
         // is still held by the last one to that process, and exits
