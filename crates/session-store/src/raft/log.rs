@@ -450,14 +450,23 @@ impl LogStore {
             done(Ok(()));
             return Ok(());
         };
-        let mut bodies = Vec::with_capacity(entries.len());
+        // The records, encoded straight into one buffer of the right size.
+        let sizes = entries
+            .iter()
+            .map(super::rpc::encoded_len)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+        let mut bytes = Vec::with_capacity(sizes.iter().map(|n| HEADER + n).sum());
         for entry in &entries {
-            bodies.push((
-                *entry.get_log_id(),
-                postcard::to_allocvec(entry).map_err(io::Error::other)?,
-            ));
+            let at = bytes.len();
+            bytes.extend_from_slice(&[0; HEADER]);
+            bytes = postcard::to_extend(entry, bytes).map_err(io::Error::other)?;
+            let body = &bytes[at + HEADER..];
+            let len = u32::try_from(body.len()).map_err(io::Error::other)?;
+            let sum = crc(body);
+            bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            bytes[at + 4..at + HEADER].copy_from_slice(&sum.to_le_bytes());
         }
-        let sizes: Vec<usize> = bodies.iter().map(|(_, b)| b.len()).collect();
         let mut state = self.state();
         if state
             .segments
@@ -477,20 +486,16 @@ impl LogStore {
             None => return Err(io::Error::other("no segment to append to")),
         };
         let mut offset = start;
-        let mut bytes = Vec::with_capacity(bodies.iter().map(|(_, b)| HEADER + b.len()).sum());
-        let mut locs = Vec::with_capacity(bodies.len());
-        for (log_id, body) in bodies {
-            let len = u32::try_from(body.len()).map_err(io::Error::other)?;
-            bytes.extend_from_slice(&len.to_le_bytes());
-            bytes.extend_from_slice(&crc(&body).to_le_bytes());
-            bytes.extend_from_slice(&body);
+        let mut locs = Vec::with_capacity(entries.len());
+        for (entry, size) in entries.iter().zip(&sizes) {
+            let len = HEADER + size;
             locs.push(Loc {
-                log_id,
+                log_id: *entry.get_log_id(),
                 segment,
                 offset,
-                len: HEADER as u32 + len,
+                len: u32::try_from(len).map_err(io::Error::other)?,
             });
-            offset += HEADER as u64 + u64::from(len);
+            offset += len as u64;
         }
         self.queue(Job::Append {
             segment,

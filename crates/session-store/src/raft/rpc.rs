@@ -100,8 +100,17 @@ pub struct Status {
 
 /// One frame: the call number and the message.
 pub(crate) fn encode<T: Serialize>(call: u64, message: &T) -> Result<Vec<u8>, postcard::Error> {
-    let out = call.to_be_bytes().to_vec();
+    // Sized first (a walk that copies nothing): a batch of entries is
+    // hundreds of kilobytes, and growing into it would copy it again.
+    let mut out = Vec::with_capacity(8 + encoded_len(message)?);
+    out.extend_from_slice(&call.to_be_bytes());
     postcard::to_extend(message, out)
+}
+
+/// How many bytes postcard encodes `value` in (a walk that copies
+/// nothing).
+pub(crate) fn encoded_len<T: Serialize>(value: &T) -> Result<usize, postcard::Error> {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
 }
 
 /// The call number and the message of one frame.
