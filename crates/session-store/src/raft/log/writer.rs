@@ -9,13 +9,15 @@
 //! memory), so copying it into the page cache first buys nothing, and on
 //! a virtual machine whose host hands out memory lazily that copy into
 //! fresh pages was the largest single cost of a replicated write (16% of
-//! all CPU in a three-node put run; puts went from about 46 to 34-39 µs
-//! each without it, `cargo bench -p keel-benches --bench session_raft --
-//! "put, 256"`). Direct writes must cover whole blocks at block offsets, so
-//! the writer keeps the segment's last partial block and writes it again
-//! with the next records; a segment ends in zeros up to its block's end,
-//! which reading the log back skips. Where direct I/O is refused (tmpfs,
-//! some network file systems) it writes through the page cache.
+//! all CPU in a three-node put run; puts at 256 clients went from 46 - 55
+//! to 30 - 39 µs each without it, `cargo bench -p keel-benches --bench
+//! session_raft -- "put, 256"`). Direct writes must cover whole blocks at
+//! block offsets, so the writer keeps the segment's last partial block and
+//! writes it again with the next records (the same bytes over the
+//! acknowledged ones: a write torn by a crash leaves those as they were);
+//! a segment ends in zeros up to its block's end, which reading the log
+//! back skips. Where direct I/O is refused (tmpfs, some network file
+//! systems) it writes through the page cache.
 
 use std::fs::File;
 use std::io;
@@ -119,7 +121,7 @@ impl Writer {
                         from,
                         done,
                     } => {
-                        failed = self.settle(waiting.drain(..), failed);
+                        self.settle(waiting.drain(..), failed.take());
                         let _ = done.send(self.cut(&remove, shrink, from));
                     }
                 }
@@ -128,14 +130,11 @@ impl Writer {
         }
     }
 
-    /// Makes what was written durable, then tells each waiting append;
-    /// a failure is every one's (and the next appends' too, until the
-    /// tail is opened again).
-    fn settle(
-        &mut self,
-        waiting: impl Iterator<Item = Done>,
-        failed: Option<io::Error>,
-    ) -> Option<io::Error> {
+    /// Makes what was written durable, then tells each waiting append; a
+    /// failure is every one's (and the tail is opened again for the next:
+    /// an append after a lost one then fails too, as it does not follow
+    /// what is on disk).
+    fn settle(&mut self, waiting: impl Iterator<Item = Done>, failed: Option<io::Error>) {
         let result = match failed {
             Some(e) => Err(e),
             None => self.sync(),
@@ -146,7 +145,6 @@ impl Writer {
         for done in waiting {
             done(copy(&result));
         }
-        None
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -172,3 +172,20 @@ async fn records_sharing_blocks_read_back_whole_on_tmpfs() {
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
     records_sharing_blocks_read_back_whole(dir.path()).await;
 }
+
+/// A cut behind appends not yet written waits for them: what it cuts
+/// never reaches the file after it.
+#[tokio::test]
+async fn a_cut_waits_for_the_appends_queued_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = LogStore::open_with(dir.path(), 1 << 20).unwrap();
+        for i in 1..=200 {
+            log.write(entries(i, i), Box::new(|_| {})).unwrap();
+        }
+        log.cut(101).await.unwrap();
+        log.write_durably(entries(101, 120)).await.unwrap();
+    }
+    let mut log = LogStore::open_with(dir.path(), 1 << 20).unwrap();
+    assert_eq!(indexes(&mut log).await, (1..=120).collect::<Vec<_>>());
+}
