@@ -32,6 +32,9 @@ use super::segment_path;
 /// Direct writes go in whole blocks of this size at offsets that are
 /// multiples of it (4 KiB covers devices of 512-byte and 4 KiB sectors).
 const BLOCK: usize = 4096;
+/// The write buffer is kept between appends up to this size (a batch of
+/// gathered writes is at most about 1 MiB).
+const SCRATCH_KEPT: usize = 4 << 20;
 
 /// What the writer is told when an append is durable (or failed).
 pub(crate) type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -196,7 +199,10 @@ impl Writer {
     fn append(&mut self, segment: u64, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = self.write_run(segment, offset, bytes, &mut scratch);
-        self.scratch = scratch;
+        // A restore's entry can be large: its buffer is not kept.
+        if scratch.len() <= SCRATCH_KEPT {
+            self.scratch = scratch;
+        }
         result
     }
 
