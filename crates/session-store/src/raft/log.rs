@@ -457,6 +457,8 @@ impl LogStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(io::Error::other)?;
         let mut bytes = Vec::with_capacity(sizes.iter().map(|n| HEADER + n).sum());
+        // Each body's length as written (the places below count on it).
+        let mut lens = Vec::with_capacity(entries.len());
         for entry in &entries {
             let at = bytes.len();
             bytes.extend_from_slice(&[0; HEADER]);
@@ -466,6 +468,7 @@ impl LogStore {
             let sum = crc(body);
             bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
             bytes[at + 4..at + HEADER].copy_from_slice(&sum.to_le_bytes());
+            lens.push(len);
         }
         let mut state = self.state();
         if state
@@ -487,15 +490,15 @@ impl LogStore {
         };
         let mut offset = start;
         let mut locs = Vec::with_capacity(entries.len());
-        for (entry, size) in entries.iter().zip(&sizes) {
-            let len = HEADER + size;
+        for (entry, len) in entries.iter().zip(&lens) {
+            let len = HEADER as u32 + len;
             locs.push(Loc {
                 log_id: *entry.get_log_id(),
                 segment,
                 offset,
-                len: u32::try_from(len).map_err(io::Error::other)?,
+                len,
             });
-            offset += len as u64;
+            offset += u64::from(len);
         }
         self.queue(Job::Append {
             segment,
@@ -509,8 +512,8 @@ impl LogStore {
         }
         state.locs.extend(locs);
         let written = self.shared.written.load(Ordering::Acquire);
-        for (entry, size) in entries.into_iter().zip(sizes) {
-            state.recent.push(entry, size, written);
+        for (entry, len) in entries.into_iter().zip(lens) {
+            state.recent.push(entry, len as usize, written);
         }
         Ok(())
     }
