@@ -176,7 +176,7 @@ async fn write_all(mut frames: mpsc::Receiver<Vec<u8>>, mut writer: FrameWriter)
     while let Some(frame) = frames.recv().await {
         let mut next = Some(frame);
         while let Some(frame) = next.take() {
-            if let Err(e) = writer.queue(&frame) {
+            if let Err(e) = writer.queue(frame) {
                 tracing::warn!(reason = %e, "dropped a raft message too large to send");
             }
             next = frames.try_recv().ok();

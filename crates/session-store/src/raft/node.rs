@@ -370,17 +370,23 @@ fn stamped(inner: &Inner, new_id: Option<SessionId>, op: Op) -> Command {
     }
 }
 
+/// Answers one request. Raft's own calls and the admin commands are
+/// boxed: their futures run to kilobytes, and unboxed they would set the
+/// size of every client call's task (3.1 KB, copied in and out of each;
+/// 0.9 KB boxed).
 async fn handle(inner: &Inner, request: Request) -> Response {
     match request {
-        Request::Append(rpc) => Response::Append(inner.raft.append_entries(rpc).await),
-        Request::Vote(rpc) => Response::Vote(inner.raft.vote(rpc).await),
-        Request::Snapshot(rpc) => Response::Snapshot(inner.raft.install_snapshot(rpc).await),
+        Request::Append(rpc) => Response::Append(Box::pin(inner.raft.append_entries(rpc)).await),
+        Request::Vote(rpc) => Response::Vote(Box::pin(inner.raft.vote(rpc)).await),
+        Request::Snapshot(rpc) => {
+            Response::Snapshot(Box::pin(inner.raft.install_snapshot(rpc)).await)
+        }
         Request::Write(op) => Response::Client(write(inner, op).await),
         Request::Read {
             query,
             linearizable,
         } => Response::Client(read(inner, query, linearizable).await),
-        Request::Admin(admin) => Response::Admin(manage(inner, admin).await),
+        Request::Admin(admin) => Response::Admin(Box::pin(manage(inner, admin)).await),
     }
 }
 

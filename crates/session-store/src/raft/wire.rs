@@ -24,7 +24,7 @@
 //! anything is allocated for it.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -229,14 +229,24 @@ pub struct FrameReader {
 
 /// The sending half of a [`PeerStream`]. Frames queued with
 /// [`queue`](Self::queue) leave together on [`flush`](Self::flush): one
-/// write for a burst of replies.
+/// vectored write for a burst of replies, with no copy of the payloads.
 pub struct FrameWriter {
     writer: OwnedWriteHalf,
     mac: FrameMac,
     sent: u64,
     max_frame: u32,
-    pending: Vec<u8>,
+    pending: Vec<Queued>,
 }
+
+/// A frame waiting in a [`FrameWriter`]: its length, payload and tag.
+struct Queued {
+    len: [u8; 4],
+    payload: Vec<u8>,
+    tag: [u8; TAG],
+}
+
+/// Buffers one `writev` takes at most (Linux's `IOV_MAX` is 1024).
+const MAX_SLICES: usize = 1023;
 
 impl fmt::Debug for FrameReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -472,7 +482,7 @@ impl FrameWriter {
     /// # Errors
     /// [`WireError::TooLarge`] for a payload past this side's limit
     /// (nothing is queued).
-    pub fn queue(&mut self, payload: &[u8]) -> Result<(), WireError> {
+    pub fn queue(&mut self, payload: Vec<u8>) -> Result<(), WireError> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|len| *len <= self.max_frame)
@@ -480,12 +490,13 @@ impl FrameWriter {
                 len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
                 max: self.max_frame,
             })?;
-        let tag = self.mac.tag(self.sent, payload);
+        let tag = self.mac.tag(self.sent, &payload);
         self.sent += 1;
-        self.pending.reserve(4 + payload.len() + TAG);
-        self.pending.extend_from_slice(&len.to_be_bytes());
-        self.pending.extend_from_slice(payload);
-        self.pending.extend_from_slice(&tag);
+        self.pending.push(Queued {
+            len: len.to_be_bytes(),
+            payload,
+            tag,
+        });
         Ok(())
     }
 
@@ -494,12 +505,24 @@ impl FrameWriter {
     /// # Errors
     /// I/O errors; the stream is not to be used again.
     pub async fn flush(&mut self) -> Result<(), WireError> {
-        if !self.pending.is_empty() {
-            self.writer.write_all(&self.pending).await?;
-            self.pending.clear();
-            // A snapshot chunk's buffer is not kept for the heartbeats after it.
-            self.pending.shrink_to(64 << 10);
+        let mut slices: Vec<IoSlice<'_>> = self
+            .pending
+            .iter()
+            .flat_map(|q| [&q.len[..], &q.payload, &q.tag[..]])
+            .filter(|part| !part.is_empty())
+            .map(IoSlice::new)
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let at_once = rest.len().min(MAX_SLICES);
+            let written = self.writer.write_vectored(&rest[..at_once]).await?;
+            if written == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            IoSlice::advance_slices(&mut rest, written);
         }
+        drop(slices);
+        self.pending.clear();
         Ok(())
     }
 
@@ -509,7 +532,7 @@ impl FrameWriter {
     /// [`WireError::TooLarge`] for a payload past this side's limit; I/O
     /// errors.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), WireError> {
-        self.queue(payload)?;
+        self.queue(payload.to_vec())?;
         self.flush().await
     }
 }
@@ -534,8 +557,14 @@ impl FrameReader {
                 max: self.max_frame,
             });
         }
-        let mut payload = vec![0; len as usize];
-        read_all(&mut self.reader, &mut payload).await?;
+        // Read into spare capacity: a frame's bytes are not zeroed first.
+        let mut payload = Vec::with_capacity(len as usize);
+        let mut body = (&mut self.reader).take(u64::from(len));
+        while payload.len() < len as usize {
+            if body.read_buf(&mut payload).await? == 0 {
+                return Err(WireError::Truncated);
+            }
+        }
         let mut got = [0; TAG];
         read_all(&mut self.reader, &mut got).await?;
         let expected = self.mac.tag(self.received, &payload);

@@ -114,6 +114,37 @@ async fn an_oversized_frame_is_refused_before_it_is_read() {
 }
 
 #[tokio::test]
+async fn a_burst_of_frames_leaves_in_order_past_one_writev() {
+    let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
+    let (mut server, client) = (server.unwrap(), client.unwrap());
+    let (_reader, mut writer) = client.into_split();
+    // 1,500 frames (4,500 buffers, several `writev`s), some empty, some
+    // larger than a socket buffer takes at once (partial writes).
+    let frame = |i: usize| {
+        let len = if i % 500 == 7 {
+            300_000
+        } else {
+            (i * 37) % 3000
+        };
+        vec![u8::try_from(i % 251).unwrap(); len]
+    };
+    let sending = tokio::spawn(async move {
+        for i in 0..1500 {
+            writer.queue(frame(i)).unwrap();
+        }
+        writer.flush().await.unwrap();
+        writer
+    });
+    for i in 0..1500 {
+        assert_eq!(server.recv().await.unwrap().unwrap(), frame(i), "frame {i}");
+    }
+    // The writer goes on after the burst.
+    let mut writer = sending.await.unwrap();
+    writer.send(b"after").await.unwrap();
+    assert_eq!(server.recv().await.unwrap().unwrap(), b"after");
+}
+
+#[tokio::test]
 async fn a_truncated_frame_is_an_error_not_a_hang() {
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, mut client) = (server.unwrap(), client.unwrap());
