@@ -26,6 +26,7 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
@@ -228,25 +229,32 @@ pub struct FrameReader {
 }
 
 /// The sending half of a [`PeerStream`]. Frames queued with
-/// [`queue`](Self::queue) leave together on [`flush`](Self::flush): one
-/// vectored write for a burst of replies, with no copy of the payloads.
+/// [`queue`](Self::queue) leave together on [`flush`](Self::flush), in one
+/// vectored write: small frames gathered into one buffer, large payloads
+/// (a batch of entries) sent from their own buffers, not copied.
 pub struct FrameWriter {
     writer: OwnedWriteHalf,
     mac: FrameMac,
     sent: u64,
     max_frame: u32,
-    pending: Vec<Queued>,
+    /// Lengths, tags and small payloads, in order.
+    gathered: Vec<u8>,
+    /// What the next write sends: spans of `gathered` and large payloads.
+    parts: Vec<Part>,
 }
 
-/// A frame waiting in a [`FrameWriter`]: its length, payload and tag.
-struct Queued {
-    len: [u8; 4],
-    payload: Vec<u8>,
-    tag: [u8; TAG],
+/// A piece of what a [`FrameWriter`] sends next.
+enum Part {
+    /// These bytes of the writer's gathered buffer.
+    Gathered(Range<usize>),
+    /// A large payload, sent from its own buffer.
+    Payload(Vec<u8>),
 }
 
-/// Buffers one `writev` takes at most (Linux's `IOV_MAX` is 1024).
-const MAX_SLICES: usize = 1023;
+/// Payloads from this size on are sent from their own buffers; smaller
+/// ones are copied beside their length and tag (a buffer each would cost
+/// the kernel more than the copy).
+const SEPARATE_FROM: usize = 16 << 10;
 
 impl fmt::Debug for FrameReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -439,7 +447,8 @@ impl PeerStream {
                 mac: mac(direction),
                 sent: 0,
                 max_frame: config.max_frame,
-                pending: Vec::new(),
+                gathered: Vec::new(),
+                parts: Vec::new(),
             },
         }
     }
@@ -492,12 +501,26 @@ impl FrameWriter {
             })?;
         let tag = self.mac.tag(self.sent, &payload);
         self.sent += 1;
-        self.pending.push(Queued {
-            len: len.to_be_bytes(),
-            payload,
-            tag,
-        });
+        self.gather(&len.to_be_bytes());
+        if payload.len() < SEPARATE_FROM {
+            self.gather(&payload);
+        } else {
+            self.parts.push(Part::Payload(payload));
+        }
+        self.gather(&tag);
         Ok(())
+    }
+
+    /// Appends `bytes` to the gathered buffer, as part of the last span
+    /// when that ends there.
+    fn gather(&mut self, bytes: &[u8]) {
+        let from = self.gathered.len();
+        self.gathered.extend_from_slice(bytes);
+        let to = self.gathered.len();
+        match self.parts.last_mut() {
+            Some(Part::Gathered(span)) if span.end == from => span.end = to,
+            _ => self.parts.push(Part::Gathered(from..to)),
+        }
     }
 
     /// Writes every queued frame.
@@ -505,24 +528,30 @@ impl FrameWriter {
     /// # Errors
     /// I/O errors; the stream is not to be used again.
     pub async fn flush(&mut self) -> Result<(), WireError> {
+        let gathered = &self.gathered;
         let mut slices: Vec<IoSlice<'_>> = self
-            .pending
+            .parts
             .iter()
-            .flat_map(|q| [&q.len[..], &q.payload, &q.tag[..]])
-            .filter(|part| !part.is_empty())
-            .map(IoSlice::new)
+            .map(|part| match part {
+                Part::Gathered(span) => IoSlice::new(&gathered[span.clone()]),
+                Part::Payload(payload) => IoSlice::new(payload),
+            })
             .collect();
+        // Past `IOV_MAX` buffers the standard library writes the first
+        // ones: a short write like any other.
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            let at_once = rest.len().min(MAX_SLICES);
-            let written = self.writer.write_vectored(&rest[..at_once]).await?;
+            let written = self.writer.write_vectored(rest).await?;
             if written == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
             IoSlice::advance_slices(&mut rest, written);
         }
         drop(slices);
-        self.pending.clear();
+        self.parts.clear();
+        self.gathered.clear();
+        // A burst's buffer is not kept for the heartbeats after it.
+        self.gathered.shrink_to(64 << 10);
         Ok(())
     }
 

@@ -118,13 +118,15 @@ async fn a_burst_of_frames_leaves_in_order_past_one_writev() {
     let (_l, server, client) = pair(&config(1, SECRET), &config(2, SECRET)).await;
     let (mut server, client) = (server.unwrap(), client.unwrap());
     let (_reader, mut writer) = client.into_split();
-    // 1,500 frames (4,500 buffers, several `writev`s), some empty, some
-    // larger than a socket buffer takes at once (partial writes).
+    // 1,500 frames: small ones (some empty) gathered into one buffer, and
+    // between them 750 large ones sent from their own (1,500 buffers:
+    // several `writev`s), some larger than a socket buffer takes at once
+    // (partial writes).
     let frame = |i: usize| {
-        let len = if i % 500 == 7 {
-            300_000
-        } else {
-            (i * 37) % 3000
+        let len = match i {
+            _ if i % 500 == 7 => 300_000,
+            _ if i % 2 == 1 => 17_000 + i,
+            _ => (i * 37) % 3000,
         };
         vec![u8::try_from(i % 251).unwrap(); len]
     };
