@@ -48,13 +48,23 @@ const BLOCK: usize = 4096;
 async fn append(file: &Arc<File>, bytes: Vec<u8>) {
     let file = Arc::clone(file);
     tokio::task::spawn_blocking(move || {
-        let whole = bytes.len().next_multiple_of(BLOCK);
-        let mut buffer = vec![0; whole + BLOCK];
-        let start = buffer.as_ptr().align_offset(BLOCK);
-        buffer[start..start + bytes.len()].copy_from_slice(&bytes);
-        (&*file)
-            .write_all(&buffer[start..start + whole])
-            .expect("floor append");
+        // One aligned buffer per blocking thread, reused (as keel's writer
+        // reuses its own): the floor allocates no more than keel does.
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with_borrow_mut(|buffer| {
+            let whole = bytes.len().next_multiple_of(BLOCK);
+            if buffer.len() < whole + BLOCK {
+                buffer.resize(whole + BLOCK, 0);
+            }
+            let start = buffer.as_ptr().align_offset(BLOCK);
+            buffer[start..start + bytes.len()].copy_from_slice(&bytes);
+            buffer[start + bytes.len()..start + whole].fill(0);
+            (&*file)
+                .write_all(&buffer[start..start + whole])
+                .expect("floor append");
+        });
         file.sync_data().expect("floor fdatasync");
     })
     .await

@@ -451,12 +451,12 @@ impl LogStore {
             return Ok(());
         };
         // The records, encoded straight into one buffer of the right size.
-        let sizes = entries
+        let size = entries
             .iter()
-            .map(super::rpc::encoded_len)
-            .collect::<Result<Vec<_>, _>>()
+            .map(|e| super::rpc::encoded_len(e).map(|n| HEADER + n))
+            .sum::<Result<usize, _>>()
             .map_err(io::Error::other)?;
-        let mut bytes = Vec::with_capacity(sizes.iter().map(|n| HEADER + n).sum());
+        let mut bytes = Vec::with_capacity(size);
         // Each body's length as written (the places below count on it).
         let mut lens = Vec::with_capacity(entries.len());
         for entry in &entries {

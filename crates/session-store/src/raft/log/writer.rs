@@ -64,6 +64,8 @@ pub(crate) enum Job {
 /// The segment being appended to.
 struct Tail {
     segment: u64,
+    /// Its file's path (to open it again through the page cache).
+    path: PathBuf,
     file: File,
     /// [`BLOCK`] for direct writes, 1 through the page cache.
     align: usize,
@@ -179,6 +181,7 @@ impl Writer {
                 File::open(&path)?.read_exact_at(&mut block, at)?;
                 Tail {
                     segment,
+                    path,
                     file,
                     align,
                     block,
@@ -214,7 +217,6 @@ impl Writer {
         bytes: &[u8],
         scratch: &mut Vec<u8>,
     ) -> io::Result<()> {
-        let path = segment_path(&self.dir, segment);
         let tail = self.tail(segment, offset)?;
         let align = tail.align;
         let filled = tail.block.len() + bytes.len();
@@ -231,7 +233,7 @@ impl Writer {
             Err(e) if align > 1 && e.kind() == io::ErrorKind::InvalidInput => {
                 // The device wants larger blocks than BLOCK: through the
                 // page cache from now on.
-                tail.file = File::options().write(true).open(&path)?;
+                tail.file = File::options().write(true).open(&tail.path)?;
                 tail.align = 1;
                 tail.file.write_all_at(run, tail.at)?;
             }
