@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned};
 use serde::ser::SerializeMap;
@@ -37,8 +38,11 @@ use serde_json::{Map, Value};
 /// Equality compares the text: data built from maps (whose keys are sorted)
 /// compares equal exactly when the objects are equal. `Debug` prints only
 /// the size: the data may hold secrets.
-#[derive(Clone)]
-pub struct Data(Option<Box<RawValue>>);
+///
+/// A clone is a copy of the text, as new data would be. Inside the crate
+/// the text is shared where a copy would only be read (a replicated
+/// store's log entry and the session it applies to): see [`Data::share`].
+pub struct Data(Option<Arc<Box<RawValue>>>);
 
 /// Data that is not a JSON object.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,17 @@ impl Data {
         Self(None)
     }
 
+    fn raw(raw: Box<RawValue>) -> Self {
+        Self(Some(Arc::new(raw)))
+    }
+
+    /// The same text, not copied: for a holder that only reads it, as the
+    /// session a replicated log entry is applied to.
+    #[cfg(any(feature = "raft", feature = "redis"))]
+    pub(crate) fn share(&self) -> Self {
+        Self(self.0.clone())
+    }
+
     /// Data from JSON text, which must be an object. The text is kept as
     /// given (its whitespace counts towards the size limit).
     ///
@@ -70,7 +85,7 @@ impl Data {
     pub fn from_json(text: impl Into<String>) -> Result<Self, DataError> {
         let raw = RawValue::from_string(text.into())?;
         check_object(&raw)?;
-        Ok(Self(Some(raw)))
+        Ok(Self::raw(raw))
     }
 
     /// Data from a JSON value, which must be an object.
@@ -94,7 +109,7 @@ impl Data {
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, DataError> {
         let raw = serde_json::value::to_raw_value(value)?;
         check_object(&raw)?;
-        Ok(Self(Some(raw)))
+        Ok(Self::raw(raw))
     }
 
     /// The data as a map.
@@ -127,7 +142,7 @@ impl Data {
 
     /// The JSON text.
     pub fn as_json(&self) -> &str {
-        self.0.as_deref().map_or("{}", RawValue::get)
+        self.0.as_deref().map_or("{}", |raw| raw.get())
     }
 
     /// The size of the JSON text in bytes (what the store's size limit counts).
@@ -169,6 +184,12 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+impl Clone for Data {
+    fn clone(&self) -> Self {
+        Self(self.0.as_deref().map(|raw| Arc::new(raw.clone())))
+    }
+}
+
 impl Default for Data {
     fn default() -> Self {
         Self::new()
@@ -184,7 +205,7 @@ impl From<Map<String, Value>> for Data {
 impl From<&Map<String, Value>> for Data {
     fn from(map: &Map<String, Value>) -> Self {
         // A map always serializes, to an object.
-        serde_json::value::to_raw_value(map).map_or_else(|_| Self::new(), |raw| Self(Some(raw)))
+        serde_json::value::to_raw_value(map).map_or_else(|_| Self::new(), Self::raw)
     }
 }
 
@@ -212,7 +233,7 @@ impl Serialize for Data {
         if !serializer.is_human_readable() {
             return serializer.serialize_str(self.as_json());
         }
-        match &self.0 {
+        match self.0.as_deref() {
             Some(raw) => raw.serialize(serializer),
             None => serializer.serialize_map(Some(0))?.end(),
         }
@@ -229,7 +250,7 @@ impl<'de> Deserialize<'de> for Data {
         }
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         check_object(&raw).map_err(de::Error::custom)?;
-        Ok(Self(Some(raw)))
+        Ok(Self::raw(raw))
     }
 }
 

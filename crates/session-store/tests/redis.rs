@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use keel_session_store::{
-    ManualClock, NewSession, Observer, RedisConfig, RedisStore, SessionStore, StoreConfig,
-    StoreError,
+    Data, JournalEntry, ManualClock, NewSession, Observer, RedisConfig, RedisStore, SessionJournal,
+    SessionStore, StoreConfig, StoreError,
 };
 use redis::aio::ConnectionManager;
 
@@ -192,6 +192,100 @@ async fn a_refused_create_leaves_no_key_behind() {
     );
     store.create(NewSession::new("c", "http")).await.unwrap();
     assert_eq!(session_keys(&prefix).await.len(), 1, "then it carries on");
+    f.prefixes.lock().unwrap().push(prefix);
+    f.delete_keys().await;
+}
+
+/// A store remembers the head (client id, transport, creation time) of
+/// the sessions it reads and writes, and its updates stage the whole new
+/// value. Another store on the same keys changing the ttl, adding a
+/// journal, or another session's value put under the id must not be
+/// undone by what the first one remembers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_from_a_remembered_head_keeps_what_others_changed() {
+    let f = Redis::default();
+    let clock = ManualClock::at(5_000_000);
+    let a = f.store(StoreConfig::default(), clock.clone(), None);
+    let prefix = prefix_of(&a);
+    let b = RedisStore::builder(
+        connect(&url()).await,
+        RedisConfig::default().with_prefix(&prefix),
+        StoreConfig::default(),
+    )
+    .clock(clock.clone())
+    .build()
+    .await
+    .unwrap();
+    let data = |n: u64| Data::from_value(serde_json::json!({ "n": n })).unwrap();
+    let s = a
+        .create(NewSession::new("client-a", "http").with_data(data(1)))
+        .await
+        .unwrap();
+
+    let written = a.update(&s.id, 1, data(2)).await.unwrap();
+    assert_eq!(Some(&*written), b.get(&s.id).await.unwrap().as_deref());
+    assert_eq!(written.client_id.as_ref(), "client-a");
+    assert!(matches!(
+        a.update(&s.id, 1, data(3)).await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2
+        })
+    ));
+
+    // b gives the session a longer ttl: a's next update keeps it.
+    b.update_with_ttl(&s.id, 2, data(3), Some(Duration::from_secs(7200)))
+        .await
+        .unwrap();
+    let kept = a.update(&s.id, 3, data(4)).await.unwrap();
+    assert_eq!(kept.ttl, Duration::from_secs(7200));
+    assert_eq!(b.get(&s.id).await.unwrap().unwrap().ttl, kept.ttl);
+    let mut redis = connect(&url()).await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}s:{}", s.id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(pttl > 3_600_000, "Redis's expiry follows: {pttl} ms");
+
+    // b starts a journal: a's update still writes, the journal stays.
+    b.journal_append(&s.id, JournalEntry::new("write", "a.txt", "h1"))
+        .await
+        .unwrap();
+    a.update(&s.id, 4, data(5)).await.unwrap();
+    assert_eq!(a.journal(&s.id).await.unwrap().len(), 1);
+
+    // Another session's value under the id (a restore, a bug elsewhere):
+    // the write keeps that one's client id, not the remembered one.
+    let u = a
+        .create(NewSession::new("client-a", "http").with_data(data(1)))
+        .await
+        .unwrap();
+    let t = b
+        .create(NewSession::new("client-b", "ws").with_data(data(9)))
+        .await
+        .unwrap();
+    let _: () = redis::cmd("COPY")
+        .arg(format!("{prefix}s:{}", t.id))
+        .arg(format!("{prefix}s:{}", u.id))
+        .arg("REPLACE")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let moved = a.update(&u.id, 1, data(10)).await.unwrap();
+    assert_eq!(
+        (moved.client_id.as_ref(), moved.transport.as_ref()),
+        ("client-b", "ws")
+    );
+    assert_eq!(moved.created_at, t.created_at);
+    assert_eq!(Some(&*moved), b.get(&u.id).await.unwrap().as_deref());
+
+    // Past its expiry the session is gone, whatever a remembers.
+    clock.advance(Duration::from_secs(7201));
+    assert!(matches!(
+        a.update(&s.id, 2, data(11)).await,
+        Err(StoreError::NotFound)
+    ));
     f.prefixes.lock().unwrap().push(prefix);
     f.delete_keys().await;
 }

@@ -462,7 +462,7 @@ impl LogStore {
         for entry in &entries {
             let at = bytes.len();
             bytes.extend_from_slice(&[0; HEADER]);
-            bytes = postcard::to_extend(entry, bytes).map_err(io::Error::other)?;
+            bytes = super::rpc::append(entry, bytes).map_err(io::Error::other)?;
             let body = &bytes[at + HEADER..];
             let len = u32::try_from(body.len()).map_err(io::Error::other)?;
             let sum = crc(body);

@@ -104,7 +104,35 @@ pub(crate) fn encode<T: Serialize>(call: u64, message: &T) -> Result<Vec<u8>, po
     // hundreds of kilobytes, and growing into it would copy it again.
     let mut out = Vec::with_capacity(8 + encoded_len(message)?);
     out.extend_from_slice(&call.to_be_bytes());
-    postcard::to_extend(message, out)
+    append(message, out)
+}
+
+/// `value` encoded at the end of `out`.
+pub(crate) fn append<T: Serialize>(value: &T, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// Postcard's output into a vector, a run of bytes (a session's data)
+/// copied as one slice (`memcpy`): postcard's own `Extend` output copies
+/// it through an iterator, a loop of 16-byte moves.
+struct Append(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// How many bytes postcard encodes `value` in (a walk that copies

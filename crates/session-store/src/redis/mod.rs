@@ -33,6 +33,7 @@
 mod codec;
 mod config;
 mod export;
+mod known;
 mod scripts;
 
 use std::fmt;
@@ -99,6 +100,8 @@ struct Inner {
     stage_key: String,
     client_prefix: String,
     scripts: Scripts,
+    /// The heads of sessions read or written lately (see `known`).
+    known: known::Known,
     /// The marker this store last saw (see the module docs).
     epoch: Mutex<String>,
     config: StoreConfig,
@@ -166,6 +169,7 @@ impl StoreBuilder<(ConnectionManager, RedisConfig)> {
             client_prefix: format!("{prefix}c:"),
             prefix,
             scripts: Scripts::new(),
+            known: known::Known::new(),
             epoch: Mutex::new(epoch),
             config,
             clock,
@@ -227,6 +231,24 @@ fn is_foreign(e: &RedisError) -> bool {
 /// `SCRIPT FLUSH`): load it and run again.
 fn is_no_script(e: &RedisError) -> bool {
     e.code() == Some("NOSCRIPT") || e.to_string().contains("NOSCRIPT")
+}
+
+/// The conflict a script reported, with the version it found.
+fn conflict(
+    inner: &Inner,
+    id: SessionId,
+    expected: u64,
+    found: Option<&Value>,
+) -> Result<Arc<Session>, StoreError> {
+    inner.events.emit(|name| Event::Conflict { name });
+    let actual = match found {
+        Some(Value::BulkString(v)) => String::from_utf8_lossy(v).into_owned(),
+        _ => String::new(),
+    };
+    Err(StoreError::Conflict {
+        expected,
+        actual: millis(id, "version", Some(&actual))?,
+    })
 }
 
 /// A number as the fixed block holds it (20 digits).
@@ -472,6 +494,7 @@ impl SessionStore for RedisStore {
                 _ => session.id = SessionId::random()?,
             }
         }
+        inner.known.remember(&session.id, &value);
         inner.events.emit(|name| Event::Created { name });
         Ok(Arc::new(session))
     }
@@ -500,6 +523,7 @@ impl SessionStore for RedisStore {
             // written after the marker was.
             return inner.check_marker().await.map(|()| None);
         };
+        inner.known.remember(id, &value);
         Ok(decode(*id, value, now)?.map(Arc::new))
     }
 
@@ -513,6 +537,17 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         inner.config.check_size(&data)?;
         let now = inner.now();
+        if ttl.is_none()
+            && let Some(head) = inner.known.get(id)
+        {
+            if let Some(done) = inner
+                .update_known(id, expected_version, &data, &head, now)
+                .await
+            {
+                return done;
+            }
+            inner.known.forget(id);
+        }
         let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         // Staged with the session's Redis ttl if it is the one given, or
         // the default (the script sets it only when the guess was wrong).
@@ -544,20 +579,11 @@ impl SessionStore for RedisStore {
                     _ => &[],
                 };
                 let (mut session, _) = decode_meta(*id, tail)?;
+                inner.known.remember(id, tail);
                 session.data = data;
                 Ok(Arc::new(session))
             }
-            Some(Value::Int(1)) => {
-                inner.events.emit(|name| Event::Conflict { name });
-                let actual = match reply.get(1) {
-                    Some(Value::BulkString(v)) => String::from_utf8_lossy(v).into_owned(),
-                    _ => String::new(),
-                };
-                Err(StoreError::Conflict {
-                    expected: expected_version,
-                    actual: millis(*id, "version", Some(&actual))?,
-                })
-            }
+            Some(Value::Int(1)) => conflict(inner, *id, expected_version, reply.get(1)),
             Some(Value::Int(3)) => {
                 inner.events.emit(|name| Event::Expired { name, count: 1 });
                 Err(StoreError::NotFound)
@@ -587,9 +613,12 @@ impl SessionStore for RedisStore {
             )
             .await?;
         match (touched, value) {
-            (1, Some(value)) => decode(*id, value, now)?
-                .map(Arc::new)
-                .ok_or(StoreError::NotFound),
+            (1, Some(value)) => {
+                inner.known.remember(id, &value);
+                decode(*id, value, now)?
+                    .map(Arc::new)
+                    .ok_or(StoreError::NotFound)
+            }
             (-1, _) => {
                 inner.events.emit(|name| Event::Expired { name, count: 1 });
                 Err(StoreError::NotFound)
@@ -600,6 +629,7 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &*self.inner;
+        inner.known.forget(id);
         let removed: i64 = inner
             .run(
                 Mode::Write,
@@ -679,6 +709,8 @@ impl SessionJournal for RedisStore {
         let now = inner.now();
         let record = serde_json::to_string(&StoredRecord { at: now, entry })
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        // The session gets a journal: its updates go the general way.
+        inner.known.forget(id);
         let reply: Vec<i64> = inner
             .run(
                 Mode::Write,

@@ -122,6 +122,7 @@ pub(super) const FORMAT_ERROR: &str = "KEEL_FORMAT";
 pub(super) struct Scripts {
     pub(super) create: Script,
     pub(super) update: Script,
+    pub(super) update_known: Script,
     pub(super) touch: Script,
     pub(super) delete: Script,
     pub(super) len: Script,
@@ -244,6 +245,38 @@ impl Scripts {
                  end
                  return {2, tail}"
             )),
+            // An update whose staged value is whole: the data, the head
+            // this store remembers for the session, the new block (see
+            // `known`). It checks the head, the ttl, that no journal
+            // exists and that the session is live, then the version, and
+            // renames: two calls. ARGV: the expected version, the new
+            // version, updated and last activity, the remembered ttl and
+            // `now - ttl` (20 digits each; 20 spaces when now < ttl), then
+            // the id (32); the key
+            // prefix; the head. Returns {2} written, {1, version}
+            // conflict, {0} not this way (the caller goes the general
+            // way, which also notices a lost marker).
+            update_known: Script::new(
+                "local a, prefix, head = ARGV[1], ARGV[2], ARGV[3]
+                 local key, stage = prefix .. 's:' .. string.sub(a, 121, 152), prefix .. 'stage'
+                 local read = redis.pcall('GETRANGE', key, -400, -1)
+                 if type(read) == 'string' then
+                   local n = #read
+                   if n >= 83 + #head and string.sub(read, n - 82 - #head, n - 83) == head
+                      and string.sub(read, n - 22) == string.sub(a, 81, 100) .. '0K1'
+                      and string.sub(read, n - 42, n - 23) > string.sub(a, 101, 120) then
+                     local v = string.sub(read, n - 82, n - 63)
+                     if v ~= string.sub(a, 1, 20) then
+                       redis.call('DEL', stage)
+                       return {1, v}
+                     end
+                     redis.call('RENAME', stage, key)
+                     return {2}
+                   end
+                 end
+                 redis.call('DEL', stage)
+                 return {0}",
+            ),
             // KEYS: marker, session, expiry index, journal. ARGV: epoch,
             // now (20 digits), id, slack, key prefix. Returns 1
             // touched (the caller's GET in the same transaction reads it
