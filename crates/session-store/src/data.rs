@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned};
 use serde::ser::SerializeMap;
@@ -38,11 +37,8 @@ use serde_json::{Map, Value};
 /// Equality compares the text: data built from maps (whose keys are sorted)
 /// compares equal exactly when the objects are equal. `Debug` prints only
 /// the size: the data may hold secrets.
-///
-/// A clone is a copy of the text, as new data would be. Inside the crate
-/// the text is shared where a copy would only be read (a replicated
-/// store's log entry and the session it applies to): see [`Data::share`].
-pub struct Data(Option<Arc<Box<RawValue>>>);
+#[derive(Clone)]
+pub struct Data(Option<Box<RawValue>>);
 
 /// Data that is not a JSON object.
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +61,6 @@ impl Data {
         Self(None)
     }
 
-    fn raw(raw: Box<RawValue>) -> Self {
-        Self(Some(Arc::new(raw)))
-    }
-
-    /// The same text, not copied: for a holder that only reads it, as the
-    /// session a replicated log entry is applied to.
-    #[cfg(any(feature = "raft", feature = "redis"))]
-    pub(crate) fn share(&self) -> Self {
-        Self(self.0.clone())
-    }
-
     /// Data from JSON text, which must be an object. The text is kept as
     /// given (its whitespace counts towards the size limit).
     ///
@@ -85,7 +70,7 @@ impl Data {
     pub fn from_json(text: impl Into<String>) -> Result<Self, DataError> {
         let raw = RawValue::from_string(text.into())?;
         check_object(&raw)?;
-        Ok(Self::raw(raw))
+        Ok(Self(Some(raw)))
     }
 
     /// Data from a JSON value, which must be an object.
@@ -109,7 +94,7 @@ impl Data {
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, DataError> {
         let raw = serde_json::value::to_raw_value(value)?;
         check_object(&raw)?;
-        Ok(Self::raw(raw))
+        Ok(Self(Some(raw)))
     }
 
     /// The data as a map.
@@ -142,7 +127,7 @@ impl Data {
 
     /// The JSON text.
     pub fn as_json(&self) -> &str {
-        self.0.as_deref().map_or("{}", |raw| raw.get())
+        self.0.as_deref().map_or("{}", RawValue::get)
     }
 
     /// The size of the JSON text in bytes (what the store's size limit counts).
@@ -184,12 +169,6 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-impl Clone for Data {
-    fn clone(&self) -> Self {
-        Self(self.0.as_deref().map(|raw| Arc::new(raw.clone())))
-    }
-}
-
 impl Default for Data {
     fn default() -> Self {
         Self::new()
@@ -205,7 +184,7 @@ impl From<Map<String, Value>> for Data {
 impl From<&Map<String, Value>> for Data {
     fn from(map: &Map<String, Value>) -> Self {
         // A map always serializes, to an object.
-        serde_json::value::to_raw_value(map).map_or_else(|_| Self::new(), Self::raw)
+        serde_json::value::to_raw_value(map).map_or_else(|_| Self::new(), |raw| Self(Some(raw)))
     }
 }
 
@@ -233,7 +212,7 @@ impl Serialize for Data {
         if !serializer.is_human_readable() {
             return serializer.serialize_str(self.as_json());
         }
-        match self.0.as_deref() {
+        match &self.0 {
             Some(raw) => raw.serialize(serializer),
             None => serializer.serialize_map(Some(0))?.end(),
         }
@@ -250,7 +229,7 @@ impl<'de> Deserialize<'de> for Data {
         }
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         check_object(&raw).map_err(de::Error::custom)?;
-        Ok(Self::raw(raw))
+        Ok(Self(Some(raw)))
     }
 }
 

@@ -584,7 +584,7 @@ fn session(reply: Reply) -> Result<Arc<Session>, StoreError> {
 
 impl SessionStore for RaftSessionStore {
     async fn create(&self, new: NewSession) -> Result<Arc<Session>, StoreError> {
-        let data = new.data.share();
+        let data = new.data.clone();
         let created = written(self.write(Op::create(new)).await?, data)?;
         self.inner.events.emit(|name| Event::Created { name });
         Ok(created)
@@ -605,7 +605,7 @@ impl SessionStore for RaftSessionStore {
         data: Data,
         ttl: Option<Duration>,
     ) -> Result<Arc<Session>, StoreError> {
-        let sent = data.share();
+        let sent = data.clone();
         let updated = self
             .write(Op::Update {
                 id: *id,

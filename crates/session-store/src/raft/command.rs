@@ -54,36 +54,6 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// A copy whose session data shares the text of this one's (an
-    /// import's dumps are copied: they are rare and large).
-    fn share(&self) -> Self {
-        match self {
-            Self::Create {
-                client_id,
-                transport,
-                data,
-                ttl_ms,
-            } => Self::Create {
-                client_id: Arc::clone(client_id),
-                transport: Arc::clone(transport),
-                data: data.share(),
-                ttl_ms: *ttl_ms,
-            },
-            Self::Update {
-                id,
-                expected_version,
-                data,
-                ttl_ms,
-            } => Self::Update {
-                id: *id,
-                expected_version: *expected_version,
-                data: data.share(),
-                ttl_ms: *ttl_ms,
-            },
-            other => other.clone(),
-        }
-    }
-
     /// The create operation for `new`.
     pub(crate) fn create(new: NewSession) -> Self {
         Self::Create {
@@ -106,18 +76,6 @@ pub(crate) struct Command {
     pub(crate) at: u64,
     pub(crate) new_id: Option<SessionId>,
     pub(crate) op: Op,
-}
-
-impl Command {
-    /// A copy sharing its session data with this one (see [`Op::share`]):
-    /// what a replica applies while the log's cache still holds the entry.
-    pub(crate) fn share(&self) -> Self {
-        Self {
-            at: self.at,
-            new_id: self.new_id,
-            op: self.op.share(),
-        }
-    }
 }
 
 /// Neither data nor whole ids: both may be secrets.

@@ -29,7 +29,7 @@ use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 
 use super::SessionRaft;
-use super::command::{self, Command, Replies};
+use super::command::{self, Replies};
 use crate::backup::{self, BackupOptions, SessionDump};
 use crate::memory::MemoryStore;
 
@@ -177,10 +177,9 @@ impl RaftStateMachine<SessionRaft> for Machine {
             replies.push(match entry.payload {
                 EntryPayload::Blank => Replies::default(),
                 EntryPayload::Normal(batch) => Replies(
-                    // The log's cache holds the batch too: the store takes
-                    // commands sharing their data with it, not copies.
-                    Arc::try_unwrap(batch.0)
-                        .unwrap_or_else(|cached| cached.iter().map(Command::share).collect())
+                    // The log's cache holds the batch too: the commands are
+                    // copied here, once, as the store takes them.
+                    Arc::unwrap_or_clone(batch.0)
                         .into_iter()
                         .map(|mut command| {
                             self.applied.clock = self.applied.clock.max(command.at);

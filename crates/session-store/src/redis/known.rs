@@ -122,18 +122,26 @@ impl Known {
     }
 }
 
+/// How an update by a remembered head went.
+pub(super) enum Tried {
+    /// Written, or refused (a conflict, an error).
+    Done(Result<Arc<Session>, StoreError>),
+    /// Not this way (the head, ttl or journal differ; absent or expired):
+    /// the data back, for the general way.
+    Not(Data),
+}
+
 impl Inner {
     /// Updates session `id` to `data` staged whole with its remembered
-    /// `head` (no new ttl). `None`: not this way (the caller goes the
-    /// general way); else the written session or the conflict.
+    /// `head` (no new ttl).
     pub(super) async fn update_known(
         &self,
         id: &SessionId,
         expected_version: u64,
-        data: &Data,
+        data: Data,
         head: &Head,
         now: u64,
-    ) -> Option<Result<Arc<Session>, StoreError>> {
+    ) -> Tried {
         let version = expected_version.saturating_add(1);
         let ttl = digits(head.ttl);
         let mut value = Vec::with_capacity(data.len() + head.bytes.len() + AFTER_HEAD);
@@ -162,19 +170,18 @@ impl Inner {
             .await;
         let reply = match reply {
             Ok((reply,)) => reply,
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Tried::Done(Err(e)),
         };
-        match reply.first() {
+        Tried::Done(match reply.first() {
             Some(Value::Int(2)) => {
-                let meta = super::codec::decode_meta(*id, &value[data.len()..]);
-                Some(meta.map(|(mut session, _)| {
-                    session.data = data.share();
+                super::codec::decode_meta(*id, &value[data.len()..]).map(|(mut session, _)| {
+                    session.data = data;
                     Arc::new(session)
-                }))
+                })
             }
-            Some(Value::Int(1)) => Some(super::conflict(self, *id, expected_version, reply.get(1))),
-            _ => None,
-        }
+            Some(Value::Int(1)) => super::conflict(self, *id, expected_version, reply.get(1)),
+            _ => return Tried::Not(data),
+        })
     }
 }
 

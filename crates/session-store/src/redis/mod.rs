@@ -537,17 +537,19 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         inner.config.check_size(&data)?;
         let now = inner.now();
-        if ttl.is_none()
-            && let Some(head) = inner.known.get(id)
-        {
-            if let Some(done) = inner
-                .update_known(id, expected_version, &data, &head, now)
+        let data = match inner.known.get(id).filter(|_| ttl.is_none()) {
+            Some(head) => match inner
+                .update_known(id, expected_version, data, &head, now)
                 .await
             {
-                return done;
-            }
-            inner.known.forget(id);
-        }
+                known::Tried::Done(done) => return done,
+                known::Tried::Not(data) => {
+                    inner.known.forget(id);
+                    data
+                }
+            },
+            None => data,
+        };
         let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         // Staged with the session's Redis ttl if it is the one given, or
         // the default (the script sets it only when the guess was wrong).
