@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use keel_session_store::{
-    Data, JournalEntry, ManualClock, NewSession, Observer, RedisConfig, RedisStore, SessionJournal,
-    SessionStore, StoreConfig, StoreError,
+    Data, ExpiredCleanup, JournalEntry, ManualClock, NewSession, Observer, RedisConfig, RedisStore,
+    SessionJournal, SessionStore, StoreConfig, StoreError,
 };
 use redis::aio::ConnectionManager;
 
@@ -279,6 +279,28 @@ async fn an_update_from_a_remembered_head_keeps_what_others_changed() {
     );
     assert_eq!(moved.created_at, t.created_at);
     assert_eq!(Some(&*moved), b.get(&u.id).await.unwrap().as_deref());
+
+    // A store that remembers nothing shortens a ttl the general way: the
+    // expiry index follows, so cleanup finds the session when it ends.
+    let c = RedisStore::builder(
+        connect(&url()).await,
+        RedisConfig::default().with_prefix(&prefix),
+        StoreConfig::default(),
+    )
+    .clock(clock.clone())
+    .build()
+    .await
+    .unwrap();
+    let w = a.create(NewSession::new("client-a", "http")).await.unwrap();
+    c.update_with_ttl(&w.id, 1, data(1), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        c.cleanup_expired().await.unwrap(),
+        1,
+        "found at its new end"
+    );
 
     // Past its expiry the session is gone, whatever a remembers.
     clock.advance(Duration::from_secs(7201));

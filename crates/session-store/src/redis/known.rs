@@ -133,30 +133,43 @@ pub(super) enum Tried {
 
 impl Inner {
     /// Updates session `id` to `data` staged whole with its remembered
-    /// `head` (no new ttl).
+    /// `head`, and to `new_ttl` (milliseconds) when given.
     pub(super) async fn update_known(
         &self,
         id: &SessionId,
         expected_version: u64,
-        data: Data,
+        (data, new_ttl): (Data, Option<u64>),
         head: &Head,
         now: u64,
     ) -> Tried {
         let version = expected_version.saturating_add(1);
-        let ttl = digits(head.ttl);
+        let ttl = new_ttl.unwrap_or(head.ttl);
         let mut value = Vec::with_capacity(data.len() + head.bytes.len() + AFTER_HEAD);
         value.extend_from_slice(data.as_json().as_bytes());
         value.extend_from_slice(&head.bytes);
-        value.extend_from_slice(format!("{version:020}{now:020}{now:020}{ttl}0{MARK}").as_bytes());
-        // Live means last activity + ttl > now: last activity > now - ttl
-        // compared as 20 digits, or any last activity when now < ttl
-        // (spaces sort before digits).
-        let since = now
-            .checked_sub(head.ttl)
-            .map_or_else(|| " ".repeat(20), digits);
-        let packed =
-            format!("{expected_version:020}{version:020}{now:020}{now:020}{ttl}{since}{id}");
-        let keep = head.ttl.saturating_add(super::SLACK_MS);
+        value.extend_from_slice(
+            format!("{version:020}{now:020}{now:020}{ttl:020}0{MARK}").as_bytes(),
+        );
+        // Compared as 20 digits, where spaces sort before every digit (a
+        // bound below zero): live means last activity + the remembered
+        // ttl > now, and a new ttl ends the session sooner when last
+        // activity + the remembered ttl > now + the new ttl (the expiry
+        // index keeps a lower bound of each expiry: only then does its
+        // score move).
+        let above = |bound: Option<u64>| bound.map_or_else(|| " ".repeat(20), digits);
+        let since = above(now.checked_sub(head.ttl));
+        let moved = match new_ttl {
+            Some(new) => {
+                let sooner = above(now.saturating_add(new).checked_sub(head.ttl));
+                format!("1{sooner}{:020}", now.saturating_add(new))
+            }
+            None => "0".into(),
+        };
+        let packed = format!(
+            "{expected_version:020}{version:020}{now:020}{now:020}{:020}{since}{id}{moved}",
+            head.ttl
+        );
+        let keep = ttl.saturating_add(super::SLACK_MS);
         let reply: Result<(Vec<Value>,), _> = self
             .run(
                 Mode::Write,

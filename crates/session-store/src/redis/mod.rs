@@ -537,9 +537,10 @@ impl SessionStore for RedisStore {
         let inner = &*self.inner;
         inner.config.check_size(&data)?;
         let now = inner.now();
-        let data = match inner.known.get(id).filter(|_| ttl.is_none()) {
+        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let data = match inner.known.get(id) {
             Some(head) => match inner
-                .update_known(id, expected_version, data, &head, now)
+                .update_known(id, expected_version, (data, ttl_ms), &head, now)
                 .await
             {
                 known::Tried::Done(done) => return done,
@@ -550,7 +551,6 @@ impl SessionStore for RedisStore {
             },
             None => data,
         };
-        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         // Staged with the session's Redis ttl if it is the one given, or
         // the default (the script sets it only when the guess was wrong).
         let default_ttl = u64::try_from(inner.config.default_ttl.as_millis()).unwrap_or(u64::MAX);

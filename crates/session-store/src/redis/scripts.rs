@@ -240,7 +240,9 @@ impl Scripts {
                    redis.call('PEXPIRE', key, string.format('%d', keep))
                  end
                  if m.j ~= '0' then redis.call('PEXPIRE', journal, string.format('%d', keep)) end
-                 if given then
+                 -- The index holds a lower bound of each expiry: only a
+                 -- ttl that ends the session sooner moves its score.
+                 if given and now + tonumber(ttl) < m.e then
                    redis.call('ZADD', prefix .. 'x', string.format('%d', now + tonumber(ttl)), id)
                  end
                  return {2, tail}"
@@ -251,9 +253,11 @@ impl Scripts {
             // exists and that the session is live, then the version, and
             // renames: two calls. ARGV: the expected version, the new
             // version, updated and last activity, the remembered ttl and
-            // `now - ttl` (20 digits each; 20 spaces when now < ttl), then
-            // the id (32); the key
-            // prefix; the head. Returns {2} written, {1, version}
+            // `now - ttl` (20 digits each; 20 spaces when now < ttl), the
+            // id (32), then `0`, or `1` for a new ttl with the last
+            // activity past which it ends the session sooner and the new
+            // expiry (20 digits each: the expiry index moves only then);
+            // the key prefix; the head. Returns {2} written, {1, version}
             // conflict, {0} not this way (the caller goes the general
             // way, which also notices a lost marker).
             update_known: Script::new(
@@ -271,6 +275,9 @@ impl Scripts {
                        return {1, v}
                      end
                      redis.call('RENAME', stage, key)
+                     if string.sub(a, 153, 153) == '1' and string.sub(read, n - 42, n - 23) > string.sub(a, 154, 173) then
+                       redis.call('ZADD', prefix .. 'x', string.sub(a, 174, 193), string.sub(a, 121, 152))
+                     end
                      return {2}
                    end
                  end
