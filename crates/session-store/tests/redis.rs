@@ -196,6 +196,20 @@ async fn a_refused_create_leaves_no_key_behind() {
     f.delete_keys().await;
 }
 
+/// Another store on the keys under `prefix` (as another process would
+/// open), on `clock`.
+async fn beside(prefix: &str, clock: &ManualClock) -> RedisStore {
+    RedisStore::builder(
+        connect(&url()).await,
+        RedisConfig::default().with_prefix(prefix),
+        StoreConfig::default(),
+    )
+    .clock(clock.clone())
+    .build()
+    .await
+    .unwrap()
+}
+
 /// A store remembers the head (client id, transport, creation time) of
 /// the sessions it reads and writes, and its updates stage the whole new
 /// value. Another store on the same keys changing the ttl, adding a
@@ -207,15 +221,7 @@ async fn an_update_from_a_remembered_head_keeps_what_others_changed() {
     let clock = ManualClock::at(5_000_000);
     let a = f.store(StoreConfig::default(), clock.clone(), None);
     let prefix = prefix_of(&a);
-    let b = RedisStore::builder(
-        connect(&url()).await,
-        RedisConfig::default().with_prefix(&prefix),
-        StoreConfig::default(),
-    )
-    .clock(clock.clone())
-    .build()
-    .await
-    .unwrap();
+    let b = beside(&prefix, &clock).await;
     let data = |n: u64| Data::from_value(serde_json::json!({ "n": n })).unwrap();
     let s = a
         .create(NewSession::new("client-a", "http").with_data(data(1)))
@@ -282,15 +288,7 @@ async fn an_update_from_a_remembered_head_keeps_what_others_changed() {
 
     // A store that remembers nothing shortens a ttl the general way: the
     // expiry index follows, so cleanup finds the session when it ends.
-    let c = RedisStore::builder(
-        connect(&url()).await,
-        RedisConfig::default().with_prefix(&prefix),
-        StoreConfig::default(),
-    )
-    .clock(clock.clone())
-    .build()
-    .await
-    .unwrap();
+    let c = beside(&prefix, &clock).await;
     let w = a.create(NewSession::new("client-a", "http")).await.unwrap();
     c.update_with_ttl(&w.id, 1, data(1), Some(Duration::from_secs(1)))
         .await
