@@ -54,6 +54,14 @@ pub(super) const FIXED: usize = 20 + 2 * 10 + 4 * 20 + 1 + MARK.len();
 /// The last bytes of every session value (and the layout's version).
 pub(super) const MARK: &str = "K1";
 
+/// The number in `width` digits at `at` of a fixed block, if it is one.
+pub(super) fn fixed_number(fixed: &[u8], at: usize, width: usize) -> Option<u64> {
+    std::str::from_utf8(fixed.get(at..at + width)?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// A session as one Redis string: its data, client id, transport, then
 /// the fixed block ([`FIXED`]): a read is one `GET`.
 pub(super) fn encode(session: &Session, journal: bool) -> Vec<u8> {
@@ -96,9 +104,7 @@ pub(super) fn decode_meta(id: SessionId, value: &[u8]) -> Result<(Session, usize
         return Err(foreign(id));
     }
     let number = |at: usize, width: usize, name: &str| {
-        std::str::from_utf8(&fixed[at..at + width])
-            .ok()
-            .and_then(|digits| digits.parse::<u64>().ok())
+        fixed_number(fixed, at, width)
             .ok_or_else(|| unreadable(format!("field `{name}` is not a number")))
     };
     let length = |at: usize, name: &str| {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redis::Value;
 
-use super::codec::{FIXED, MARK};
+use super::codec::{FIXED, MARK, fixed_number};
 use super::{Inner, Mode, With, digits};
 use crate::data::Data;
 use crate::error::StoreError;
@@ -55,12 +55,7 @@ impl Head {
         if !fixed.ends_with(MARK.as_bytes()) || fixed[FIXED - MARK.len() - 1] != b'0' {
             return None;
         }
-        let number = |from: usize, width: usize| -> Option<u64> {
-            std::str::from_utf8(&fixed[from..from + width])
-                .ok()?
-                .parse()
-                .ok()
-        };
+        let number = |at: usize, width: usize| fixed_number(fixed, at, width);
         let names = number(20, 10)?.checked_add(number(30, 10)?)?;
         let len = usize::try_from(names).ok()?.checked_add(40)?;
         if len + AFTER_HEAD > READ {
